@@ -1,0 +1,41 @@
+# Everything a fresh Debian machine with Python 3.11 and npm needs, installed on demand.
+#   make run    - set up, then run dip-edge locally (HTTPS + client certificates, like App Service)
+#   make test   - set up, then run the whole test suite (what CI runs)
+#   make bench  - set up, then run every benchmark and print the table
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+AZURITE := node_modules/.bin/azurite
+INFRA_VENV := .venv-infra
+INFRA_STAMP := $(INFRA_VENV)/.installed
+
+.PHONY: run test bench lint setup clean
+
+setup: $(STAMP) $(AZURITE)
+
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	touch $@
+
+$(AZURITE): package.json
+	npm install --no-audit --no-fund --loglevel=error
+	touch $@
+
+run: $(STAMP)
+	$(BIN)/dip-edge serve
+
+test: $(STAMP) $(AZURITE)
+	$(BIN)/python -m pytest -n 2 --dist loadgroup
+
+bench: $(STAMP) $(AZURITE)
+	$(BIN)/python -m bench
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf $(VENV) $(INFRA_VENV) node_modules .pytest_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""dip-edge: all logic of the function app, usable without the Functions host."""

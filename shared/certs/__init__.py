@@ -1,0 +1,1 @@
+"""Certificates: PKCS#12 loading, certificate facts, policy checks, chains, identities."""

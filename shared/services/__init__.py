@@ -1,0 +1,1 @@
+"""Use cases: each module turns a plain request into a plain result."""
