@@ -35,3 +35,19 @@ def app_env(monkeypatch, tmp_path):
 
     yield set_env
     get_settings.cache_clear()
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Print how many cases the property-based hostile-input tests generated."""
+    totals: dict[str, int] = {}
+    for report in terminalreporter.stats.get("passed", []) + terminalreporter.stats.get(
+            "failed", []):
+        for name, value in getattr(report, "user_properties", []):
+            if name == "generated_cases" and report.when == "call":
+                test = report.nodeid.split("::")[-1]
+                totals[test] = totals.get(test, 0) + value
+    if totals:
+        terminalreporter.section("generated hostile-input cases")
+        for test, count in sorted(totals.items()):
+            terminalreporter.write_line(f"{count:6d}  {test}")
+        terminalreporter.write_line(f"{sum(totals.values()):6d}  in all")
