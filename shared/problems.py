@@ -159,6 +159,17 @@ SECRET_STORE_UNAVAILABLE = _define(
     "secrets.unavailable", "The secret store is unavailable; retry later", 503, retryable=True
 )
 SECRET_NOT_FOUND = _define("secrets.not_found", "Nothing is stored under that name", 404)
+EVENTS_STORAGE_UNAVAILABLE = _define(
+    "storage.unavailable", "The event storage is unavailable; retry later", 503, retryable=True
+)
+
+# Event Grid events delivered through the events queue, and PFX uploads.
+EVENT_MALFORMED = _define(
+    "event.malformed", "The message is not a valid Event Grid or CloudEvents event", 400
+)
+UPLOAD_NOT_IMPORTED = _define(
+    "upload.not_imported", "The uploaded PFX was not imported into the secret store", 409
+)
 
 # Requests that are not a submission at all, and the service's own configuration.
 REQUEST_TOO_LARGE = _define("request.too_large", "The request body is too large", 413)
