@@ -158,6 +158,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("SECRET_NAME_PFX", "globalsign-pfx", _secret_name,
             "Secret name of the GlobalSign Atlas access PFX (stored password-less, base64, "
             "content type application/x-pkcs12).", "globalsign-pfx"),
+    Setting("SECRET_NAME_CREDENTIAL_SET", "globalsign-credential-set", _secret_name,
+            "Secret name of the manifest naming the current versions of the API key, API "
+            "secret and PFX (written last, so the three change together).",
+            "globalsign-credential-set"),
+    Setting("KEY_VAULT_MAX_RETRIES", "3", _int(0, 10),
+            "Retries of a failed Key Vault request (the SDK's retry policy).", "3"),
     Setting("ATLAS_BASE_URL", DEFAULT_ATLAS_BASE_URL, _https_url,
             "GlobalSign Atlas HVCA API base URL.", DEFAULT_ATLAS_BASE_URL),
     Setting("ATLAS_CA_BUNDLE", "", _pem_or_path,
@@ -168,6 +174,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ATLAS_MAX_RETRIES", "3", _int(0, 10),
             "Retries on 429/503/202 and network errors before reporting GlobalSign "
             "unavailable.", "3"),
+    Setting("ATLAS_RETRY_BACKOFF_SECONDS", "1", _float(0, 60),
+            "First wait between tries to GlobalSign Atlas (doubling; Retry-After is honoured; "
+            "each wait capped at ATLAS_TIMEOUT_SECONDS).", "1"),
     Setting("PFX_TRUSTED_ISSUERS", "", _pem_or_path,
             "Extra issuer certificates the PFX checker accepts (inline PEM or path).", ""),
     Setting("EXPIRY_WARNING_DAYS", "30", _int(0, 3650),
