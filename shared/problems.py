@@ -97,6 +97,7 @@ CERT_UNTRUSTED_ISSUER = _define(
     "cert.untrusted_issuer", "The certificate was not issued by a trusted issuer", 422
 )
 CERT_IS_CA = _define("cert.is_ca", "The certificate is a CA certificate", 422)
+CERT_MALFORMED = _define("cert.malformed", "The certificate could not be fully parsed", 422)
 
 # API credentials.
 API_KEY_MISSING = _define("credentials.api_key_missing", "No API key was supplied", 422)
