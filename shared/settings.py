@@ -245,6 +245,12 @@ SETTINGS: tuple[Setting, ...] = (
             "0 0 6 * * *"),
     Setting("MONITOR_REPROVE_ATLAS", "false", _bool,
             "Let the monitor log in to GlobalSign Atlas with the stored credentials.", "false"),
+    Setting("SECRET_NAME_SIGNING_CERT", "", _secret_name,
+            "Secret (or Key Vault certificate) holding the participant's DIP signing/mTLS "
+            "certificate, PEM or base64 PKCS#12, for the expiry monitor; none: not watched.", ""),
+    Setting("SECRET_NAME_TLS_CERT", "", _secret_name,
+            "Key Vault certificate (read as a secret) bound as the webhook's TLS certificate, "
+            "for the expiry monitor; none: not watched.", ""),
     Setting("AIA_ALLOWED_HOSTS", "secure.globalsign.com,secure.globalsign.net", _host_list,
             "Hosts AIA caIssuers URLs may point at (comma-separated).",
             "secure.globalsign.com,secure.globalsign.net"),
