@@ -1,0 +1,127 @@
+"""``dip-edge serve``: run the function app locally over HTTPS, client certificates required."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+from shared.cli import EXIT_OK, EXIT_UNAVAILABLE, UsageError
+
+NAME = "serve"
+HELP = ("run the function app locally over HTTPS with client certificates required, like "
+        "App Service (SQLite inbox, local secret store, dev certificates)")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on "
+                        "(default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8443,
+                        help="port (default 8443; 0 picks a free one and prints it)")
+    parser.add_argument("--state-dir", help="where the inbox, local secrets and dev "
+                        "certificates live (default DIP_EDGE_STATE_DIR or .dip-edge)")
+    parser.add_argument("--quiet", action="store_true", help="log warnings only")
+
+
+def _sample_delivery(path: Path) -> None:
+    """A one-message delivery to try ``send`` with (written once)."""
+    if path.exists():
+        return
+    now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    delivery = [{"payload": {
+        "CommonBlock": {
+            "S0": {"interfaceID": "IF-033", "schemaVersion": "011"},
+            "D0": {"transactionID": str(uuid.uuid4()), "transactionTimestamp": now,
+                   "publicationID": "PUB-033", "replayIndicator": False},
+        },
+        "CustomBlock": {"note": "sample delivery written by dip-edge serve"},
+    }}]
+    path.write_text(json.dumps(delivery, indent=2) + "\n")
+
+
+def _configure_environment(state_dir: Path) -> Path:
+    """Point the app at the state dir; trust the dev CA unless anchors are configured."""
+    from shared.devhost.devcerts import ensure_dev_certs
+
+    os.environ["DIP_EDGE_STATE_DIR"] = str(state_dir)
+    certs = ensure_dev_certs(state_dir / "dev-certs")
+    if not os.environ.get("DIP_CLIENT_TRUST_ANCHORS", "").strip():
+        os.environ["DIP_CLIENT_TRUST_ANCHORS"] = str(certs.ca)
+        if not os.environ.get("DIP_CLIENT_INTERMEDIATES", "").strip():
+            os.environ["DIP_CLIENT_INTERMEDIATES"] = str(certs.intermediate)
+    return certs.directory
+
+
+def run(args: argparse.Namespace) -> int:
+    import function_app
+    from shared.devhost.devcerts import DevCertPaths
+    from shared.devhost.functions import FunctionTable
+    from shared.devhost.server import DevHost, server_tls_context
+    from shared.devhost.workers import background_workers
+    from shared.settings import get_settings, read_text_setting
+
+    if not 0 <= args.port <= 65535:
+        raise UsageError(f"--port must be between 0 and 65535, got {args.port}")
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    state_dir = Path(args.state_dir or os.environ.get("DIP_EDGE_STATE_DIR") or ".dip-edge")
+    state_dir = state_dir.resolve()
+    certs = DevCertPaths.in_dir(_configure_environment(state_dir))
+    _sample_delivery(state_dir / "sample-delivery.json")
+    get_settings.cache_clear()
+    settings = get_settings()
+    for error in settings.errors:
+        print(f"warning: setting {error}", file=sys.stderr)
+
+    client_cas = [certs.ca.read_text()]
+    for value in (settings.dip_client_trust_anchors, settings.dip_client_intermediates):
+        if value:
+            client_cas.append(read_text_setting(value))
+    tls = server_tls_context(str(certs.server_cert), str(certs.server_key), client_cas)
+    functions = FunctionTable.load(function_app.app, Path(function_app.__file__).with_name(
+        "host.json"))
+    try:
+        host = DevHost(functions, tls, args.host, args.port,
+                       workers=background_workers(settings, functions))
+    except OSError as exc:
+        print(f"dip-edge serve: cannot listen on {args.host}:{args.port}: {exc.strerror}",
+              file=sys.stderr)
+        return EXIT_UNAVAILABLE
+
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    host.start()
+    _print_banner(host, functions, certs, state_dir)
+    stop.wait()
+    print("dip-edge serve: stopping", file=sys.stderr, flush=True)
+    host.stop()
+    return EXIT_OK
+
+
+def _print_banner(host, functions, certs, state_dir: Path) -> None:
+    url = host.base_url
+    tls = f"--cacert {certs.ca} --cert {certs.client_cert} --key {certs.client_key}"
+    lines = [f"dip-edge serve: listening on {url} (TLS 1.2+, client certificate required)",
+             f"  state: {state_dir} (SQLite inbox, local secrets); dev certificates: "
+             f"{certs.directory}", "  functions:"]
+    for route in functions.routes:
+        lines.append(f"    {' '.join(sorted(route.methods)):9} {url}{route.path}  "
+                     f"[{route.name}]")
+    lines += [
+        "  try:",
+        f"    curl {tls} {url}/api/health",
+        f"    dip-edge send {url}/api/webhooks/dip {state_dir / 'sample-delivery.json'} \\",
+        f"      --ca {certs.ca} --cert {certs.client_cert} --key {certs.client_key} \\",
+        f"      --sign-cert {certs.signer_cert} --sign-key {certs.signer_key}",
+        f"    dip-edge inbox list --state-dir {state_dir}",
+        "  Ctrl-C stops.",
+    ]
+    print("\n".join(lines), flush=True)

@@ -1,0 +1,148 @@
+"""The body of a DIP delivery: a JSON array of ``{"payload": {"CommonBlock", "CustomBlock"}}``.
+
+``parse_delivery(body)`` turns the exact body bytes into :class:`Message` objects or raises
+``DipEdgeError`` with ``message.malformed_json`` (not JSON, not UTF-8, nested too deeply)
+or ``message.invalid_envelope`` (the JSON is not a delivery; the detail names the element).
+
+Each message's idempotency key is ``CommonBlock.D0.transactionID``; a message without one
+(a sender-side shape) is keyed by the SHA-256 of its canonical payload, so a redelivery of
+the same content maps to the same key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from shared.problems import MESSAGE_INVALID_ENVELOPE, MESSAGE_MALFORMED_JSON, DipEdgeError
+
+MAX_ID_LENGTH = 256
+HASH_KEY_PREFIX = "sha256-"
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+@dataclass(frozen=True)
+class Message:
+    """One message of a delivery, as the inbox stores it."""
+
+    transaction_id: str  # D0.transactionID, or "sha256-<hex of the canonical payload>"
+    interface_id: str  # S0.interfaceID, e.g. "IF-033"
+    publication_id: str | None  # D0.publicationID, e.g. "PUB-035"
+    replay_indicator: bool  # D0.replayIndicator: the DIP says this may be a re-delivery
+    message_date: str | None  # YYYY-MM-DD of D0.transactionTimestamp (or S1.senderTimestamp)
+    raw: bytes  # the element as canonical JSON (sorted keys, compact, UTF-8)
+
+    @property
+    def keyed_by_hash(self) -> bool:
+        return self.transaction_id.startswith(HASH_KEY_PREFIX)
+
+
+def canonical_json(value: Any) -> bytes:
+    """Sorted keys, no whitespace, UTF-8: the same value always gives the same bytes."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                      allow_nan=False).encode("utf-8")
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _load(body: bytes) -> Any:
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DipEdgeError(MESSAGE_MALFORMED_JSON(
+            f"The body is not UTF-8 (invalid byte at offset {exc.start}).")) from None
+    try:
+        return json.loads(text, parse_constant=_reject_constant)
+    except RecursionError:
+        raise DipEdgeError(MESSAGE_MALFORMED_JSON("The JSON is nested too deeply.")) from None
+    except json.JSONDecodeError as exc:
+        raise DipEdgeError(MESSAGE_MALFORMED_JSON(
+            f"The body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}."
+        )) from None
+    except ValueError as exc:  # NaN / Infinity
+        raise DipEdgeError(MESSAGE_MALFORMED_JSON(f"The body is not valid JSON: {exc}.")) from None
+
+
+def _invalid(index: int, detail: str) -> DipEdgeError:
+    return DipEdgeError(MESSAGE_INVALID_ENVELOPE(f"Message [{index}]: {detail}"))
+
+
+def _object(value: Any, index: int, path: str, *, required: bool = True) -> dict | None:
+    if value is None and not required:
+        return None
+    if not isinstance(value, dict):
+        kind = "missing" if value is None else f"a JSON {_kind(value)}, not an object"
+        raise _invalid(index, f"{path} is {kind}.")
+    return value
+
+
+def _identifier(value: Any, index: int, path: str, *, required: bool) -> str | None:
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        kind = "missing" if value is None else f"a JSON {_kind(value)}, not a non-empty string"
+        raise _invalid(index, f"{path} is {kind}.")
+    if len(value) > MAX_ID_LENGTH or _CONTROL.search(value):
+        raise _invalid(index, f"{path} is longer than {MAX_ID_LENGTH} characters or holds "
+                              "control characters.")
+    return value
+
+
+def _kind(value: Any) -> str:
+    return {dict: "object", list: "array", str: "string", bool: "boolean", int: "number",
+            float: "number", type(None): "null"}.get(type(value), type(value).__name__)
+
+
+def _date(*candidates: Any) -> str | None:
+    for value in candidates:
+        if isinstance(value, str) and _DATE.match(value):
+            return value[:10]
+    return None
+
+
+def _message(element: Any, index: int) -> Message:
+    element = _object(element, index, "the element")
+    payload = _object(element.get("payload"), index, "payload")
+    common = _object(payload.get("CommonBlock"), index, "payload.CommonBlock")
+    s0 = _object(common.get("S0"), index, "payload.CommonBlock.S0")
+    interface_id = _identifier(s0.get("interfaceID"), index,
+                               "payload.CommonBlock.S0.interfaceID", required=True)
+    d0 = _object(common.get("D0"), index, "payload.CommonBlock.D0", required=False) or {}
+    s1 = _object(common.get("S1"), index, "payload.CommonBlock.S1", required=False) or {}
+    transaction_id = _identifier(d0.get("transactionID"), index,
+                                 "payload.CommonBlock.D0.transactionID", required=False)
+    publication_id = _identifier(d0.get("publicationID"), index,
+                                 "payload.CommonBlock.D0.publicationID", required=False)
+    replay = d0.get("replayIndicator")
+    if replay is not None and not isinstance(replay, bool):
+        raise _invalid(index, "payload.CommonBlock.D0.replayIndicator is not a boolean.")
+    if transaction_id is None:
+        transaction_id = HASH_KEY_PREFIX + hashlib.sha256(canonical_json(payload)).hexdigest()
+    return Message(
+        transaction_id=transaction_id,
+        interface_id=interface_id,
+        publication_id=publication_id,
+        replay_indicator=bool(replay),
+        message_date=_date(d0.get("transactionTimestamp"), s1.get("senderTimestamp")),
+        raw=canonical_json(element),
+    )
+
+
+def parse_delivery(body: bytes) -> tuple[Message, ...]:
+    """The messages of a delivery, in order; raises ``DipEdgeError`` (``message.*``)."""
+    document = _load(body)
+    if not isinstance(document, list):
+        raise DipEdgeError(MESSAGE_INVALID_ENVELOPE(
+            f"The body must be a JSON array of messages, not a JSON {_kind(document)}."))
+    if not document:
+        raise DipEdgeError(MESSAGE_INVALID_ENVELOPE("The delivery holds no messages."))
+    try:
+        return tuple(_message(element, index) for index, element in enumerate(document))
+    except RecursionError:  # canonical_json of a payload just under json's own limit
+        raise DipEdgeError(MESSAGE_MALFORMED_JSON("The JSON is nested too deeply.")) from None

@@ -1,0 +1,141 @@
+"""``POST /api/webhooks/dip[/{channel}]``: authenticate a DIP delivery, store it, acknowledge it.
+
+Checks run in this order, and the first that fails answers:
+
+1. body size (``message.too_large``, 413) and media type (``message.unsupported_media_type``,
+   415: ``application/json``, charset optional but UTF-8 if given);
+2. the client certificate App Service forwards in ``X-ARR-ClientCert`` (``clientcert.*``);
+3. the DIP signature headers (``signature.*``);
+4. the envelope (``message.malformed_json``, ``message.invalid_envelope``);
+5. the inbox: every message stored durably before the answer (``inbox.unavailable``, 503).
+
+Success is ``200 {"accepted": n, "duplicates": m, "transactionIds": [...]}``. The policy,
+the verifier and the inbox are built once per settings object and reused: this is the
+hot path.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from shared.certs.policy import CertificatePolicy
+from shared.dip.envelope import parse_delivery
+from shared.dip.inbox import Inbox, Receipt, open_inbox
+from shared.dip.signature import SignatureVerifier
+from shared.problems import (
+    MESSAGE_TOO_LARGE,
+    MESSAGE_UNSUPPORTED_MEDIA_TYPE,
+    DipEdgeError,
+    error_result,
+    problem_result,
+)
+from shared.settings import Settings
+from shared.web import HttpResult, Request, json_result
+
+logger = logging.getLogger("dip_edge.webhook")
+
+
+@dataclass(frozen=True)
+class Components:
+    """What every delivery uses, built once per settings object."""
+
+    settings: Settings
+    client_policy: CertificatePolicy
+    verifier: SignatureVerifier
+    inbox: Inbox
+
+
+_lock = threading.Lock()
+_current: Components | None = None
+
+
+def components(settings: Settings) -> Components:
+    """The cached components for ``settings``; raises ``DipEdgeError`` if they can't be built."""
+    global _current
+    current = _current
+    if current is not None and current.settings is settings:
+        return current
+    with _lock:
+        if _current is not None and _current.settings is settings:
+            return _current
+        settings.require_valid("WEBHOOK_MAX_BODY_BYTES", "DIP_SIGNATURE_MODE",
+                               "DIP_SIGNATURE_MAX_SKEW_SECONDS", "DIP_PUBLIC_BASE_URL")
+        built = Components(settings, CertificatePolicy.for_client(settings),
+                           SignatureVerifier.from_settings(settings), open_inbox(settings))
+        if _current is not None:
+            _current.inbox.close()
+        _current = built
+        return built
+
+
+def _media_type_problem(request: Request) -> HttpResult | None:
+    content_type = request.header("content-type") or ""
+    media_type, *params = [part.strip() for part in content_type.split(";")]
+    if media_type.lower() != "application/json":
+        shown = media_type[:80] or "none"
+        return problem_result(MESSAGE_UNSUPPORTED_MEDIA_TYPE(
+            f"Deliveries must be application/json, not {shown}."))
+    for param in params:
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "charset" and value.strip().strip('"').lower() not in {
+                "utf-8", "utf8"}:
+            return problem_result(MESSAGE_UNSUPPORTED_MEDIA_TYPE(
+                "Deliveries must be UTF-8 (charset=utf-8, or no charset)."))
+    return None
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def receive(request: Request, settings: Settings) -> HttpResult:
+    """Handle one delivery (see the module docstring for the order of checks)."""
+    channel = request.route_params.get("channel") or None
+    result, outcome = _receive(request, settings, channel)
+    # One line per delivery; codes and counts only, never header values or bodies.
+    logger.log(logging.INFO if result.status == 200 else logging.WARNING,
+               "dip delivery: channel=%s status=%d %s", channel, result.status, outcome)
+    return result
+
+
+def _rejected(result: HttpResult, code: str) -> tuple[HttpResult, str]:
+    return result, f"code={code}"
+
+
+def _receive(request: Request, settings: Settings,
+             channel: str | None) -> tuple[HttpResult, str]:
+    limit = settings.webhook_max_body_bytes
+    if len(request.body) > limit:
+        finding = MESSAGE_TOO_LARGE(
+            f"The delivery is {len(request.body)} bytes; the limit is {limit}.")
+        return _rejected(problem_result(finding), finding.code)
+    problem = _media_type_problem(request)
+    if problem is not None:
+        return _rejected(problem, MESSAGE_UNSUPPORTED_MEDIA_TYPE.code)
+    try:
+        parts = components(settings)
+        verdict = parts.client_policy.check_header(request.header("x-arr-clientcert"))
+        if not verdict.accepted:
+            result = problem_result(verdict.errors[0], errors=verdict.errors,
+                                    warnings=verdict.warnings)
+            return _rejected(result, verdict.errors[0].code)
+        signature = parts.verifier.verify(request.method, request.url, request.headers,
+                                          request.body)
+        messages = parse_delivery(request.body)
+        receipt = Receipt(
+            received_at=_now(),
+            channel=channel,
+            client_thumbprint=verdict.certificate.thumbprint_sha256 if verdict.certificate
+            else None,
+            signer_thumbprint=signature.signer.thumbprint_sha256 if signature.signer else None,
+        )
+        new = parts.inbox.store(messages, receipt)
+    except DipEdgeError as err:
+        return _rejected(error_result(err), err.code)
+    accepted = sum(new)
+    document = {"accepted": accepted, "duplicates": len(new) - accepted,
+                "transactionIds": [m.transaction_id for m in messages]}
+    return json_result(200, document), f"accepted={accepted} duplicates={len(new) - accepted}"
