@@ -129,6 +129,10 @@ CLIENTCERT_EXPIRED = _define(
 CLIENTCERT_IDENTITY_MISMATCH = _define(
     "clientcert.identity_mismatch", "The client certificate is not an accepted identity", 403
 )
+# A warning: the policy accepts any certificate that chains (no identity rules set).
+CLIENTCERT_NO_IDENTITY_RULES = _define(
+    "clientcert.no_identity_rules", "No identity rules are configured", 200
+)
 
 # The DIP message signature.
 SIGNATURE_MISSING = _define("signature.missing", "The DIP signature headers are missing", 401)

@@ -16,6 +16,15 @@ def azurite():
     instance.stop()
 
 
+@pytest.fixture(scope="session")
+def dip_pki():
+    """A GlobalSign-like test PKI with the DIP's client and signing certificates
+    (``tests/support/dip_pki.py``); ``dip_pki.env()`` gives settings that trust it."""
+    from tests.support.dip_pki import DipPki
+
+    return DipPki.create()
+
+
 @pytest.fixture
 def app_env(monkeypatch, tmp_path):
     """Settings for the function app under test: a private state dir, re-read per test.

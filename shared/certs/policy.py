@@ -1,0 +1,445 @@
+"""The webhook's certificate policy: is this certificate the DIP's, and may we trust it now?
+
+Build a :class:`CertificatePolicy` once (``for_client`` / ``for_signer`` from settings, or
+directly), then call :meth:`~CertificatePolicy.check_header` or
+:meth:`~CertificatePolicy.check` per request::
+
+    policy = CertificatePolicy.for_client(settings)       # config.invalid on bad settings
+    verdict = policy.check_header(request.headers.get("x-arr-clientcert"))
+    if not verdict.accepted:
+        raise DipEdgeError(verdict.errors[0])
+
+Checks, in order: decodable (``clientcert.malformed``), inside its validity period
+(``clientcert.expired``), a chain to the trust anchors with the required extended key
+usage, by ``cryptography.x509.verification`` (``clientcert.untrusted``), then the
+identity rules (``clientcert.identity_mismatch``). Verdicts for the current time are
+cached by the SHA-256 of the DER, in a bounded LRU whose entries expire after a short
+TTL and never outlive any certificate of the chain.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import hashlib
+import logging
+import re
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import ExtendedKeyUsageOID
+from cryptography.x509.verification import (
+    Criticality,
+    ExtensionPolicy,
+    PolicyBuilder,
+    Store,
+    VerificationError,
+)
+
+from shared.certs.aia import AiaFetcher, AiaResult
+from shared.certs.facts import describe
+from shared.certs.identity import IdentityRules, Presented
+from shared.certs.report import CertificateFacts
+from shared.certs.roots import globalsign_roots
+from shared.problems import (
+    CERT_EXPIRING_SOON,
+    CLIENTCERT_EXPIRED,
+    CLIENTCERT_IDENTITY_MISMATCH,
+    CLIENTCERT_MALFORMED,
+    CLIENTCERT_MISSING,
+    CLIENTCERT_NO_IDENTITY_RULES,
+    CLIENTCERT_UNTRUSTED,
+    CONFIG_INVALID,
+    DipEdgeError,
+    Finding,
+)
+from shared.settings import Settings, read_text_setting
+
+log = logging.getLogger(__name__)
+
+USAGES: dict[str, tuple[x509.ObjectIdentifier, ...]] = {
+    "client": (ExtendedKeyUsageOID.CLIENT_AUTH,),
+    "server": (ExtendedKeyUsageOID.SERVER_AUTH,),
+    # Publicly trusted TLS certificates issued since June 2026 carry serverAuth only.
+    "any": (ExtendedKeyUsageOID.CLIENT_AUTH, ExtendedKeyUsageOID.SERVER_AUTH),
+}
+_USAGE_NAMES = {ExtendedKeyUsageOID.CLIENT_AUTH: "TLS client",
+                ExtendedKeyUsageOID.SERVER_AUTH: "TLS server"}
+MAX_CERTIFICATE_BYTES = 16 * 1024  # real leaves are 1-3 KB; anything larger is hostile
+CACHE_SIZE = 256
+CACHE_TTL_SECONDS = 300.0  # short, so configuration and revocation-by-redeploy take effect
+_PEM_ARMOUR = re.compile(rb"-----(BEGIN|END) CERTIFICATE-----")
+_WHITESPACE = re.compile(rb"\s+")
+
+
+@dataclass(frozen=True)
+class PolicyVerdict:
+    """The policy's answer on one certificate. ``chain`` is leaf-first, anchor last."""
+
+    accepted: bool
+    errors: tuple[Finding, ...]
+    warnings: tuple[Finding, ...]
+    certificate: CertificateFacts | None
+    chain: tuple[x509.Certificate, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "accepted": self.accepted,
+            "errors": [f.to_dict() for f in self.errors],
+            "warnings": [f.to_dict() for f in self.warnings],
+            "certificate": self.certificate.to_dict() if self.certificate else None,
+        }
+
+
+def _rejected(finding: Finding, facts: CertificateFacts | None = None) -> PolicyVerdict:
+    return PolicyVerdict(False, (finding,), (), facts, ())
+
+
+def _eku_policies(usage: x509.ObjectIdentifier) -> tuple[ExtensionPolicy, ExtensionPolicy]:
+    """The Web PKI extension policies with the EKU check done for ``usage``.
+
+    ``build_client_verifier`` hard-wires clientAuth and ``build_server_verifier`` needs a
+    peer name; for serverAuth without one we keep the client verifier and swap only the
+    EKU validators, with the same rules as cryptography's own: an EE EKU must list the
+    usage, a CA EKU the usage or anyExtendedKeyUsage, an absent EKU allows any.
+    """
+    name = _USAGE_NAMES.get(usage, usage.dotted_string)
+
+    def ee(_policy, _cert, eku: x509.ExtendedKeyUsage | None) -> None:
+        if eku is not None and usage not in eku:
+            raise ValueError(f"the certificate's extended key usage does not allow {name}")
+
+    def ca(_policy, _cert, eku: x509.ExtendedKeyUsage | None) -> None:
+        if eku is not None and usage not in eku \
+                and ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE not in eku:
+            raise ValueError(f"a CA's extended key usage does not allow {name}")
+
+    return (
+        ExtensionPolicy.webpki_defaults_ca().may_be_present(
+            x509.ExtendedKeyUsage, Criticality.NON_CRITICAL, ca),
+        ExtensionPolicy.webpki_defaults_ee().may_be_present(
+            x509.ExtendedKeyUsage, Criticality.NON_CRITICAL, ee),
+    )
+
+
+class _VerdictCache:
+    """Bounded LRU of verdicts by DER SHA-256, each with its own wall-clock deadline."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._entries: OrderedDict[bytes, tuple[float, PolicyVerdict]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: bytes, now: float) -> PolicyVerdict | None:
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                return None
+            if entry[0] <= now:
+                del self._entries[key]
+                return None
+            self._entries.move_to_end(key)
+            return entry[1]
+
+    def put(self, key: bytes, deadline: float, verdict: PolicyVerdict) -> None:
+        with self._lock:
+            self._entries[key] = (deadline, verdict)
+            self._entries.move_to_end(key)
+            while len(self._entries) > self._size:
+                self._entries.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+class CertificatePolicy:
+    """Trust anchors, intermediates, required usage and identity rules, built once."""
+
+    def __init__(
+        self,
+        *,
+        anchors: Sequence[x509.Certificate],
+        intermediates: Sequence[x509.Certificate] = (),
+        identities: IdentityRules | None = None,
+        usage: str = "client",
+        aia: AiaFetcher | None = None,
+        max_chain_depth: int | None = None,
+        expiry_warning_days: int = 30,
+        pinned: Sequence[x509.Certificate] = (),
+        label: str = "client certificate",
+        cache_size: int = CACHE_SIZE,
+        cache_ttl: float = CACHE_TTL_SECONDS,
+    ) -> None:
+        if usage not in USAGES:
+            raise ValueError(f"usage must be one of {', '.join(USAGES)}, got {usage!r}")
+        if not anchors:
+            raise ValueError("a certificate policy needs at least one trust anchor")
+        self.anchors = tuple(anchors)
+        self.intermediates = tuple(intermediates)
+        self.pinned = tuple(pinned)
+        self.identities = identities
+        self.usage = usage
+        self.aia = aia
+        self.label = label
+        self.expiry_warning_days = expiry_warning_days
+        self._store = Store(list(self.anchors))
+        self._max_chain_depth = max_chain_depth
+        self._usages = USAGES[usage]
+        # The default client verifier already does clientAuth natively (and fastest).
+        self._extension_policies = {
+            oid: None if oid == ExtendedKeyUsageOID.CLIENT_AUTH else _eku_policies(oid)
+            for oid in self._usages
+        }
+        self._cache = _VerdictCache(cache_size)
+        self._cache_ttl = cache_ttl
+        self.warnings: tuple[Finding, ...] = () if identities else (
+            CLIENTCERT_NO_IDENTITY_RULES(
+                f"no identity rules are configured for the {label}: any certificate that "
+                "chains to the trust anchors is accepted"),)
+
+    # --- construction from settings --------------------------------------------------
+    @classmethod
+    def for_client(cls, settings: Settings) -> CertificatePolicy:
+        """The webhook's X-ARR-ClientCert policy (DIP_CLIENT_*); ``config.invalid`` if bad."""
+        return _from_settings(settings, "client")
+
+    @classmethod
+    def for_signer(cls, settings: Settings) -> CertificatePolicy:
+        """The X-DIP-Signature-Certificate policy: DIP_SIGNER_*, each defaulting to DIP_CLIENT_*."""
+        return _from_settings(settings, "signer")
+
+    # --- checks ------------------------------------------------------------------------
+    def check_header(self, value: str | None, *, at: dt.datetime | None = None) -> PolicyVerdict:
+        """Check an ``X-ARR-ClientCert`` value: base64 DER on one line (PEM armour tolerated)."""
+        if value is None or not value.strip():
+            return _rejected(CLIENTCERT_MISSING(f"no {self.label} was presented"))
+        raw = value.encode("ascii", "replace")
+        if len(raw) > MAX_CERTIFICATE_BYTES * 2:
+            return _rejected(CLIENTCERT_MALFORMED(f"the {self.label} header is too large"))
+        text = _WHITESPACE.sub(b"", _PEM_ARMOUR.sub(b"", raw))
+        try:
+            der = base64.b64decode(text, validate=True)
+        except (binascii.Error, ValueError):
+            return _rejected(CLIENTCERT_MALFORMED(f"the {self.label} header is not base64"))
+        return self.check(der, at=at)
+
+    def check(self, certificate: x509.Certificate | bytes, *,
+              at: dt.datetime | None = None) -> PolicyVerdict:
+        """Check a certificate (object or DER). ``at`` (default now) bypasses the cache."""
+        if isinstance(certificate, x509.Certificate):
+            der = certificate.public_bytes(serialization.Encoding.DER)
+        else:
+            der = bytes(certificate)
+            certificate = None
+        if not der:
+            return _rejected(CLIENTCERT_MISSING(f"no {self.label} was presented"))
+        if len(der) > MAX_CERTIFICATE_BYTES:
+            return _rejected(CLIENTCERT_MALFORMED(f"the {self.label} is too large"))
+        key = hashlib.sha256(der).digest()
+        wall = time.time()
+        if at is None:
+            cached = self._cache.get(key, wall)
+            if cached is not None:
+                return cached
+        if certificate is None:
+            try:
+                certificate = x509.load_der_x509_certificate(der)
+            except ValueError:
+                return _rejected(
+                    CLIENTCERT_MALFORMED(f"the {self.label} is not a DER X.509 certificate"))
+        now = at or dt.datetime.fromtimestamp(wall, dt.UTC)
+        verdict, cacheable = self._evaluate(certificate, now)
+        if at is None and cacheable:
+            self._cache.put(key, self._deadline(verdict, certificate, wall), verdict)
+        return verdict
+
+    def _deadline(self, verdict: PolicyVerdict, leaf: x509.Certificate, wall: float) -> float:
+        deadline = wall + self._cache_ttl
+        for cert in verdict.chain or (leaf,):
+            deadline = min(deadline, cert.not_valid_after_utc.timestamp())
+            if cert.not_valid_before_utc.timestamp() > wall:  # rejected as not yet valid
+                deadline = min(deadline, cert.not_valid_before_utc.timestamp())
+        return deadline
+
+    def _evaluate(self, cert: x509.Certificate,
+                  now: dt.datetime) -> tuple[PolicyVerdict, bool]:
+        try:
+            facts = describe(cert, now=now)
+        except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+            return _rejected(CLIENTCERT_MALFORMED(
+                f"the {self.label} could not be read: {type(exc).__name__}")), True
+        if now < cert.not_valid_before_utc:
+            return _rejected(CLIENTCERT_EXPIRED(
+                f"the {self.label} is not valid until {cert.not_valid_before_utc.isoformat()}"),
+                facts), True
+        if now > cert.not_valid_after_utc:
+            return _rejected(CLIENTCERT_EXPIRED(
+                f"the {self.label} expired on {cert.not_valid_after_utc.isoformat()}"),
+                facts), True
+        chain, failure, cacheable = self._build_chain(cert, now)
+        if chain is None:
+            return _rejected(CLIENTCERT_UNTRUSTED(failure), facts), cacheable
+        warnings = list(self.warnings)
+        if self.identities is not None:
+            presented = Presented.of(cert, chain[1] if len(chain) > 1 else None)
+            if self.identities.match(presented) is None:
+                return PolicyVerdict(False, (CLIENTCERT_IDENTITY_MISMATCH(
+                    f"the {self.label} is not an accepted identity: "
+                    f"{self.identities.explain(presented)}"),), (), facts, chain), cacheable
+        expires_in = min(c.not_valid_after_utc for c in chain) - now
+        if expires_in <= dt.timedelta(days=self.expiry_warning_days):
+            warnings.append(CERT_EXPIRING_SOON(
+                f"the {self.label} or its chain expires in {expires_in.days} day(s)"))
+        return PolicyVerdict(True, (), tuple(warnings), facts, chain), cacheable
+
+    def _build_chain(self, leaf: x509.Certificate, now: dt.datetime
+                     ) -> tuple[tuple[x509.Certificate, ...] | None, str, bool]:
+        """(chain, failure detail, cacheable): try each usage, then AIA for a missing issuer."""
+        intermediates = list(self.intermediates)
+        cacheable = True
+        notes: list[str] = []
+        while True:
+            reasons = []
+            for usage, policies in self._extension_policies.items():
+                builder = PolicyBuilder().store(self._store).time(now)
+                if self._max_chain_depth is not None:
+                    builder = builder.max_chain_depth(self._max_chain_depth)
+                if policies is not None:
+                    builder = builder.extension_policies(ca_policy=policies[0],
+                                                         ee_policy=policies[1])
+                try:
+                    verified = builder.build_client_verifier().verify(leaf, intermediates)
+                except VerificationError as exc:
+                    reasons.append((usage, str(exc)))
+                    continue
+                return tuple(verified.chain), "", cacheable
+            fetched = self._fetch_missing_issuer(leaf, intermediates)
+            if fetched is None:
+                break
+            more, result = fetched
+            cacheable = cacheable and result.complete
+            notes += result.notes
+            if not more:
+                break
+            intermediates += more
+        detail = "; ".join(
+            (f"as a {_USAGE_NAMES[u]} certificate: " if len(reasons) > 1 else "") + r
+            for u, r in reasons)
+        if notes:
+            detail += "; " + "; ".join(notes)
+        return None, f"the {self.label} does not chain to a trust anchor ({detail})", cacheable
+
+    def _fetch_missing_issuer(self, leaf: x509.Certificate,
+                              intermediates: list[x509.Certificate]
+                              ) -> tuple[list[x509.Certificate], AiaResult] | None:
+        """Walk up from the leaf; fetch (by AIA) the issuer of the first certificate whose
+        issuer we lack. ``None`` when nothing is missing (the failure is something else)."""
+        if self.aia is None:
+            return None
+        anchor_subjects = {a.subject for a in self.anchors}
+        by_subject = {c.subject: c for c in intermediates}
+        node, seen = leaf, set()
+        while node.issuer not in anchor_subjects:
+            parent = by_subject.get(node.issuer)
+            if parent is None:
+                result = self.aia.fetch_issuers(node)
+                return [c for c in result.certificates if c not in intermediates], result
+            if parent.subject in seen or parent.subject == parent.issuer:
+                return None
+            seen.add(parent.subject)
+            node = parent
+        return None
+
+
+# --- settings ----------------------------------------------------------------------------
+_SETTING_NAMES = {
+    "client": ("DIP_CLIENT_TRUST_ANCHORS", "DIP_CLIENT_INTERMEDIATES", "DIP_CLIENT_IDENTITIES"),
+    "signer": ("DIP_SIGNER_TRUST_ANCHORS", "DIP_SIGNER_INTERMEDIATES", "DIP_SIGNER_IDENTITIES"),
+}
+
+
+def _from_settings(settings: Settings, role: str) -> CertificatePolicy:
+    names = dict(zip(("anchors", "intermediates", "identities"), _SETTING_NAMES["client"],
+                     strict=True))
+    if role == "signer":  # each signer setting falls back to the client's on its own
+        for kind, name in zip(names, _SETTING_NAMES["signer"], strict=True):
+            if getattr(settings, name.lower()) or settings.errors_for(name):
+                names[kind] = name
+    settings.require_valid(*names.values(), "DIP_CLIENT_EKU", "AIA_FETCH", "AIA_ALLOWED_HOSTS",
+                           "EXPIRY_WARNING_DAYS")
+    return _build_policy(
+        role,
+        tuple((name, getattr(settings, name.lower())) for name in names.values()),
+        settings.dip_client_eku,
+        tuple(settings.aia_allowed_hosts) if settings.aia_fetch else None,
+        settings.expiry_warning_days,
+    )
+
+
+@lru_cache(maxsize=16)
+def _build_policy(role: str, sources: tuple[tuple[str, str | None], ...], usage: str,
+                  aia_hosts: tuple[str, ...] | None,
+                  expiry_warning_days: int) -> CertificatePolicy:
+    """One policy per distinct configuration, so its verdict cache is shared by callers."""
+    (anchors_name, anchors_value), (inter_name, inter_value), (id_name, id_value) = sources
+    anchors = load_certificates(anchors_value, anchors_name, require_ca=True) \
+        if anchors_value else globalsign_roots()
+    intermediates = load_certificates(inter_value, inter_name, require_ca=True) \
+        if inter_value else ()
+    identities = IdentityRules.parse(_read(id_value, id_name), id_name) if id_value else None
+    label = "client certificate" if role == "client" else "signing certificate"
+    policy = CertificatePolicy(
+        anchors=anchors, intermediates=intermediates, identities=identities, usage=usage,
+        aia=AiaFetcher(aia_hosts) if aia_hosts is not None else None,
+        expiry_warning_days=expiry_warning_days,
+        pinned=(anchors if anchors_value else ()) + intermediates, label=label)
+    for finding in policy.warnings:
+        log.warning("%s (set %s)", finding.detail, id_name)
+    return policy
+
+
+def _read(value: str, setting: str) -> str:
+    try:
+        return read_text_setting(value)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DipEdgeError(CONFIG_INVALID(
+            f"{setting}: cannot read the file: {type(exc).__name__}")) from None
+
+
+def load_certificates(value: str, setting: str, *,
+                      require_ca: bool = False) -> tuple[x509.Certificate, ...]:
+    """Certificates from a setting's inline PEM or PEM file; ``config.invalid`` names it."""
+    text = _read(value, setting)
+    try:
+        certificates = tuple(x509.load_pem_x509_certificates(text.encode()))
+    except ValueError:
+        raise DipEdgeError(CONFIG_INVALID(
+            f"{setting}: holds no readable PEM certificate")) from None
+    for position, cert in enumerate(certificates, 1):
+        try:
+            is_ca = _is_ca(cert)
+        except ValueError:
+            raise DipEdgeError(CONFIG_INVALID(
+                f"{setting}: certificate {position} has malformed extensions")) from None
+        if require_ca and not is_ca:
+            raise DipEdgeError(CONFIG_INVALID(
+                f"{setting}: certificate {position} ({cert.subject.rfc4514_string()}) is not "
+                "a CA certificate; list the issuing CAs, and pin the DIP's own certificate "
+                "with an identity rule instead"))
+    return certificates
+
+
+def _is_ca(cert: x509.Certificate) -> bool:
+    try:
+        return cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    except x509.ExtensionNotFound:
+        return False
