@@ -1,0 +1,77 @@
+"""Prove an API key, API secret and client certificate together against Atlas.
+
+``prove_credentials`` logs in over mutual TLS and reads the validation policy (the same
+probe GlobalSign's partners use as a connectivity test); both must succeed for the
+credentials to count as proven. The issuance quota and the trust chain are read for the
+report; if those fail after a good login the proof stands and the failure is a warning.
+Remote faults never raise: they are findings in the returned :class:`AtlasProof`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography import x509
+
+from shared.atlas.client import AtlasClient, AtlasConnection
+from shared.atlas.policy import fetch_policy
+from shared.atlas.quotas import fetch_issuance_quota
+from shared.atlas.trustchain import fetch_trust_chain
+from shared.problems import GS_UNAVAILABLE, DipEdgeError, Finding
+
+__all__ = ["AtlasConnection", "AtlasProof", "prove_credentials"]
+
+
+@dataclass(frozen=True)
+class AtlasProof:
+    errors: tuple[Finding, ...]  # globalsign.* findings; empty = proven
+    warnings: tuple[Finding, ...]
+    account: dict | None  # JSON-ready: validationPolicy, issuanceQuota, trustChain subjects
+    retry_after: int | None = None  # set when globalsign.unavailable
+
+    @property
+    def proven(self) -> bool:
+        return not self.errors
+
+    @property
+    def unavailable(self) -> bool:
+        return any(f.type is GS_UNAVAILABLE for f in self.errors)
+
+    def to_dict(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {
+            "proven": self.proven,
+            "errors": [f.to_dict() for f in self.errors],
+            "warnings": [f.to_dict() for f in self.warnings],
+            "account": self.account,
+        }
+        if self.retry_after is not None:
+            doc["retryAfter"] = self.retry_after
+        return doc
+
+
+def prove_credentials(api_key: str, api_secret: str, certificate: x509.Certificate,
+                      private_key, chain: Sequence[x509.Certificate],
+                      connection: AtlasConnection) -> AtlasProof:
+    """Log in with the three credentials and summarise what Atlas says about the account."""
+    with AtlasClient(connection, api_key=api_key, api_secret=api_secret,
+                     certificate=certificate, private_key=private_key, chain=chain) as client:
+        try:
+            client.login()
+            policy = fetch_policy(client)
+        except DipEdgeError as err:
+            return AtlasProof((err.finding,), (), None, err.retry_after)
+        warnings: list[Finding] = []
+        account: dict[str, Any] = {"validationPolicy": policy.to_dict(),
+                                   "issuanceQuota": None, "trustChain": []}
+        try:
+            account["issuanceQuota"] = fetch_issuance_quota(client)
+        except DipEdgeError as err:
+            warnings.append(err.finding)
+        try:
+            account["trustChain"] = [c.subject.rfc4514_string()
+                                     for c in fetch_trust_chain(client)]
+        except DipEdgeError as err:
+            warnings.append(err.finding)
+    return AtlasProof((), tuple(warnings), account)
