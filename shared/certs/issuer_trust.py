@@ -1,0 +1,108 @@
+"""Is the PFX's certificate GlobalSign's (or a configured issuer's)?
+
+The CA that issues Atlas API access certificates is not publicly documented, so this is
+recognition, not path validation to a public root (the online Atlas login is the final
+proof). The walk goes up from the leaf through the chain certificates the PFX carries,
+verifying each signature, and stops at the first of:
+
+- an issuer that is a trust anchor (a bundled GlobalSign root or a configured issuer)
+  whose key verifies the signature: trusted;
+- a self-signed certificate: trusted only if it is itself an anchor;
+- the end of the carried chain: trusted if the last issuer's organisation is
+  GlobalSign's (``GlobalSign nv-sa``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from cryptography import x509
+from cryptography.x509.oid import NameOID
+
+from shared.problems import CERT_UNTRUSTED_ISSUER, Finding
+
+GLOBALSIGN_ORGANIZATION = "GlobalSign nv-sa"
+_MAX_PATH = 8
+
+
+def untrusted_issuer(leaf: x509.Certificate, carried: Sequence[x509.Certificate],
+                     anchors: Sequence[x509.Certificate]) -> Finding | None:
+    """The ``cert.untrusted_issuer`` finding, or None when the issuer is recognised."""
+    if _self_issued(leaf):  # even if configured: Atlas never issues a self-signed one
+        return CERT_UNTRUSTED_ISSUER(
+            f"The certificate is self-signed ({_name(leaf.subject)}): the DIP accepts only "
+            "GlobalSign Atlas certificates, so a self-signed one is refused.")
+    current, seen = leaf, {leaf}
+    for _ in range(_MAX_PATH):
+        for anchor in (a for a in anchors if a.subject == current.issuer):
+            if _signed_by(current, anchor):
+                return None
+        parents = [c for c in carried if c.subject == current.issuer and c not in seen]
+        if not parents:
+            named_anchor = any(a.subject == current.issuer for a in anchors)
+            if named_anchor:
+                return CERT_UNTRUSTED_ISSUER(
+                    f"{_name(current.subject)} names the trusted issuer "
+                    f"{_name(current.issuer)}, but its signature does not verify with that "
+                    "issuer's key: it was not issued by it.")
+            if _organization(current.issuer) == GLOBALSIGN_ORGANIZATION:
+                return None
+            return CERT_UNTRUSTED_ISSUER(
+                f"Issued by {_name(current.issuer)}, which is not a GlobalSign CA "
+                f"(organisation '{GLOBALSIGN_ORGANIZATION}') nor a configured trusted "
+                "issuer (--trust / PFX_TRUSTED_ISSUERS).")
+        parent = next((p for p in parents if _signed_by(current, p)), None)
+        if parent is None and not _verifiable(current, parents[0]):
+            return CERT_UNTRUSTED_ISSUER(
+                f"The signature on {_name(current.subject)} cannot be verified: its algorithm "
+                f"({current.signature_algorithm_oid.dotted_string}) is not supported.")
+        if parent is None:
+            return CERT_UNTRUSTED_ISSUER(
+                f"The PFX's chain certificate {_name(parents[0].subject)} did not sign "
+                f"{_name(current.subject)} (the signature does not verify): the chain in the "
+                "file is not this certificate's.")
+        if _self_issued(parent):
+            if parent in anchors:
+                return None
+            return CERT_UNTRUSTED_ISSUER(
+                f"The PFX's chain ends at the self-signed root {_name(parent.subject)}, "
+                "which is neither a GlobalSign root nor a configured trusted issuer.")
+        current = parent
+        seen.add(parent)
+    return CERT_UNTRUSTED_ISSUER("The PFX's chain is implausibly long; it was not followed.")
+
+
+def _signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    try:
+        cert.verify_directly_issued_by(issuer)
+    except Exception:  # noqa: BLE001 - any failure means "not issued by this one"
+        return False
+    return True
+
+
+def _verifiable(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    """False when the signature algorithm itself is unsupported (e.g. ECDSA with SHA-1)."""
+    try:
+        cert.verify_directly_issued_by(issuer)
+    except ValueError as exc:
+        return "signature algorithm" not in str(exc).lower()
+    except Exception:  # noqa: BLE001 - a real mismatch: the algorithm was understood
+        return True
+    return True
+
+
+def _self_issued(cert: x509.Certificate) -> bool:
+    return cert.subject == cert.issuer
+
+
+def _organization(name: x509.Name) -> str | None:
+    for attribute in name.get_attributes_for_oid(NameOID.ORGANIZATION_NAME):
+        return str(attribute.value)
+    return None
+
+
+def _name(name: x509.Name) -> str:
+    try:
+        return f"'{name.rfc4514_string()}'"
+    except Exception:  # noqa: BLE001 - odd attribute encodings
+        return "(an unreadable name)"

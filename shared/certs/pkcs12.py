@@ -1,0 +1,130 @@
+"""Open PKCS#12 (PFX) bytes and find the leaf: the certificate that belongs to the key.
+
+``open_pfx`` never raises for bad input; it returns what it could read and the ``pfx.*``
+findings. The password is used only to call ``cryptography`` and is never put into a
+finding.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, pkcs12
+
+from shared.certs.pfx_diagnosis import diagnose
+from shared.problems import (
+    PFX_KEY_MISMATCH,
+    PFX_MISSING,
+    PFX_NO_CERTIFICATE,
+    PFX_NO_PRIVATE_KEY,
+    PFX_TOO_LARGE,
+    Finding,
+)
+
+
+@dataclass(frozen=True)
+class OpenedPfx:
+    """What a PFX holds. ``leaf`` is set whenever a certificate could be singled out
+    (for the report's facts) even if there are errors; ``chain`` is everything else."""
+
+    errors: tuple[Finding, ...]
+    leaf: x509.Certificate | None = None
+    private_key: PrivateKeyTypes | None = None
+    chain: tuple[x509.Certificate, ...] = ()
+
+
+def open_pfx(data: bytes | None, password: bytes | None, *, max_bytes: int) -> OpenedPfx:
+    if not data:
+        return OpenedPfx((PFX_MISSING("No PFX was supplied (the file is empty)."),))
+    if len(data) > max_bytes:
+        return OpenedPfx((PFX_TOO_LARGE(
+            f"The file is {len(data):,} bytes; a PFX is a few kilobytes and at most "
+            f"{max_bytes:,} bytes are accepted. Is this the right file?"),))
+    loaded = _load(data, password)
+    if loaded is None:
+        return OpenedPfx((diagnose(data, password_given=password is not None),))
+    certificates = _certificates(loaded)
+    return _single_out_leaf(loaded.key, certificates)
+
+
+def _load(data: bytes, password: bytes | None) -> pkcs12.PKCS12KeyAndCertificates | None:
+    """Try the given password, then none and the empty one (a password handed in for a
+    password-less file, or no password for one made with the empty password)."""
+    attempts = [password] if password is not None else []
+    attempts += [p for p in (None, b"") if p != password]
+    for attempt in attempts:
+        try:
+            with warnings.catch_warnings():
+                # cryptography warns on BER input; the file is still read.
+                warnings.simplefilter("ignore")
+                return pkcs12.load_pkcs12(data, attempt)
+        except Exception:  # noqa: BLE001, S112 - refusals are diagnosed by structure later
+            continue
+        except BaseException as exc:  # a panic in the Rust parser is not an Exception
+            if type(exc).__name__ != "PanicException":
+                raise
+    return None
+
+
+def _certificates(loaded: pkcs12.PKCS12KeyAndCertificates) -> list[x509.Certificate]:
+    found = [loaded.cert] if loaded.cert is not None else []
+    found += list(loaded.additional_certs)
+    return list(dict.fromkeys(item.certificate for item in found))  # drop duplicates
+
+
+def _single_out_leaf(key: PrivateKeyTypes | None,
+                     certificates: Sequence[x509.Certificate]) -> OpenedPfx:
+    if key is None and not certificates:
+        return OpenedPfx((
+            PFX_NO_CERTIFICATE("The PFX opened but nothing in it could be read: it holds no "
+                               "certificate and no private key."),
+            PFX_NO_PRIVATE_KEY("The PFX holds no private key either."),
+        ))
+    if not certificates:
+        return OpenedPfx(
+            (PFX_NO_CERTIFICATE("The PFX holds a private key but no certificate: export it "
+                                "again with the certificate included."),),
+            private_key=key,
+        )
+    if key is None:
+        leaf = _likely_leaf(certificates)
+        return OpenedPfx(
+            (PFX_NO_PRIVATE_KEY(
+                f"The PFX holds {len(certificates)} certificate(s) but no private key: export "
+                "it again from the machine or vault that holds the key, with the key "
+                "marked exportable."),),
+            leaf=leaf, chain=tuple(c for c in certificates if c is not leaf),
+        )
+    key_spki = _spki(key.public_key())
+    matching = [c for c in certificates if _spki(c.public_key()) == key_spki]
+    if not matching:
+        leaf = _likely_leaf(certificates)
+        return OpenedPfx(
+            (PFX_KEY_MISMATCH(
+                f"The private key belongs to none of the {len(certificates)} certificate(s) "
+                "in the PFX: it was exported with the wrong key, or with a certificate "
+                "from an earlier request."),),
+            leaf=leaf, chain=tuple(c for c in certificates if c is not leaf),
+        )
+    leaf = matching[0]
+    return OpenedPfx((), leaf, key, tuple(c for c in certificates if c is not leaf))
+
+
+def _spki(public_key) -> bytes | None:
+    try:
+        return public_key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    except Exception:  # noqa: BLE001 - an unusable key matches nothing
+        return None
+
+
+def _likely_leaf(certificates: Sequence[x509.Certificate]) -> x509.Certificate:
+    """Without a key to decide, the first certificate that is no CA's issuer."""
+    subjects_that_issue = {c.issuer for c in certificates if c.issuer != c.subject}
+    for certificate in certificates:
+        if certificate.subject not in subjects_that_issue:
+            return certificate
+    return certificates[0]

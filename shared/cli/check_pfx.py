@@ -1,0 +1,242 @@
+"""``dip-edge check-pfx FILE``: say what is wrong with a PFX before anyone uploads it.
+
+Secrets never come from the command line: the PFX password, API key and API secret are
+read from the environment variables named by ``--password-env``, ``--api-key-env`` and
+``--api-secret-env``; without ``--password-env`` a PFX that needs a password is asked for
+one at the terminal (only when stdin is a terminal). With an API key and secret, and
+unless ``--offline``, a PFX that passes the offline checks is proven against GlobalSign
+Atlas. Exit 0 valid (warnings allowed), 1 invalid, 2 usage error, 3 GlobalSign
+unreachable or busy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from shared.cli import EXIT_INVALID, EXIT_OK, EXIT_UNAVAILABLE, UsageError
+
+NAME = "check-pfx"
+HELP = ("Check a PFX (PKCS#12) before uploading it to the DIP; with an API key and secret, "
+        "prove all three against GlobalSign Atlas.")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("file", metavar="FILE", help="the PFX / .p12 file")
+    parser.add_argument("--password-env", metavar="VAR",
+                        help="environment variable holding the PFX password")
+    parser.add_argument("--trust", metavar="PEM", action="append", default=[],
+                        help="PEM file of extra issuer certificates to accept (a private or "
+                             "test CA); may be repeated")
+    parser.add_argument("--api-key-env", metavar="VAR",
+                        help="environment variable holding the GlobalSign API key")
+    parser.add_argument("--api-secret-env", metavar="VAR",
+                        help="environment variable holding the GlobalSign API secret")
+    parser.add_argument("--atlas-url", metavar="URL",
+                        help="GlobalSign Atlas API base URL (default: ATLAS_BASE_URL)")
+    parser.add_argument("--atlas-ca", metavar="PEM",
+                        help="CA certificates to verify the Atlas server with "
+                             "(default: ATLAS_CA_BUNDLE, else system trust)")
+    parser.add_argument("--offline", action="store_true",
+                        help="do not contact GlobalSign, even with an API key and secret")
+    parser.add_argument("--json", action="store_true", help="print one JSON document")
+
+
+@dataclass(frozen=True)
+class _Inputs:
+    data: bytes
+    password: bytes | None
+    api_key: str | None
+    api_secret: str | None
+
+
+def run(args: argparse.Namespace) -> int:
+    from shared.certs.pfx_check import check_pfx
+    from shared.problems import API_KEY_MISSING, API_SECRET_MISSING
+    from shared.settings import load_settings
+
+    settings = load_settings()
+    inputs = _read_inputs(args)
+    policy = _policy(args, settings)
+    report = check_pfx(inputs.data, inputs.password, policy)
+    if inputs.password is None and _needs_password(report) and sys.stdin.isatty():
+        import getpass
+
+        typed = getpass.getpass("PFX password: ").encode()
+        report = check_pfx(inputs.data, typed, policy)
+    errors, warnings = list(report.errors), list(report.warnings)
+    proof, skipped = None, _why_not_online(args, inputs, report)
+    if inputs.api_key == "":
+        errors.append(API_KEY_MISSING(f"The environment variable {args.api_key_env} is empty."))
+    if inputs.api_secret == "":
+        errors.append(
+            API_SECRET_MISSING(f"The environment variable {args.api_secret_env} is empty."))
+    if skipped is None and not errors:
+        proof = _prove(args, settings, inputs, report)
+        errors += proof.errors
+        warnings += proof.warnings
+    document = {
+        "valid": not errors,
+        "errors": [f.to_dict() for f in errors],
+        "warnings": [f.to_dict() for f in warnings],
+        "certificate": report.certificate.to_dict() if report.certificate else None,
+        "chain": [c.to_dict() for c in report.chain],
+        "globalsign": proof.to_dict() if proof is not None else None,
+    }
+    if args.json:
+        import json
+
+        print(json.dumps(document, indent=2))
+    else:
+        print(_human(args.file, report, errors, warnings, proof, skipped))
+    if proof is not None and proof.unavailable:  # proof runs only when all else passed
+        return EXIT_UNAVAILABLE
+    return EXIT_INVALID if errors else EXIT_OK
+
+
+def _read_inputs(args: argparse.Namespace) -> _Inputs:
+    if bool(args.api_key_env) != bool(args.api_secret_env):
+        raise UsageError("--api-key-env and --api-secret-env go together: give both or neither")
+    path = Path(args.file)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise UsageError(f"cannot read {args.file}: {exc.strerror or type(exc).__name__}") from None
+    password = _env(args.password_env, "--password-env")
+    return _Inputs(
+        data=data,
+        password=password.encode() if password is not None else None,
+        api_key=_env(args.api_key_env, "--api-key-env"),
+        api_secret=_env(args.api_secret_env, "--api-secret-env"),
+    )
+
+
+def _env(name: str | None, option: str) -> str | None:
+    if not name:
+        return None
+    if name not in os.environ:
+        raise UsageError(f"{option} names {name}, which is not set in the environment")
+    return os.environ[name]
+
+
+def _policy(args: argparse.Namespace, settings):
+    from cryptography import x509
+
+    from shared.certs.pfx_check import PfxPolicy
+    from shared.problems import DipEdgeError
+
+    try:
+        policy = PfxPolicy.from_settings(settings)
+    except DipEdgeError as err:
+        raise UsageError(str(err)) from None
+    extra: list[x509.Certificate] = []
+    for pem_path in args.trust:
+        try:
+            extra += x509.load_pem_x509_certificates(Path(pem_path).read_bytes())
+        except OSError as exc:
+            raise UsageError(f"--trust {pem_path}: {exc.strerror or type(exc).__name__}") from None
+        except ValueError:
+            raise UsageError(f"--trust {pem_path}: not a file of PEM certificates") from None
+    return policy.trusting(extra)
+
+
+def _needs_password(report) -> bool:
+    return any(f.code == "pfx.wrong_password" for f in report.errors)
+
+
+def _why_not_online(args: argparse.Namespace, inputs: _Inputs, report) -> str | None:
+    """Why GlobalSign is not asked, or None when it is."""
+    if args.offline:
+        return "not asked (--offline)"
+    if inputs.api_key is None:
+        return "not asked (no --api-key-env / --api-secret-env given)"
+    if not report.valid:
+        return "not asked: fix the problems above first"
+    return None
+
+
+def _prove(args: argparse.Namespace, settings, inputs: _Inputs, report):
+    import dataclasses
+
+    from shared.atlas.proof import AtlasConnection, prove_credentials  # httpx: load lazily
+
+    names = ["ATLAS_TIMEOUT_SECONDS", "ATLAS_MAX_RETRIES"]
+    names += [] if args.atlas_url else ["ATLAS_BASE_URL"]
+    names += [] if args.atlas_ca else ["ATLAS_CA_BUNDLE"]
+    _require(settings, names)
+    connection = AtlasConnection.from_settings(settings)
+    overrides: dict[str, Any] = {}
+    if args.atlas_url:
+        parts = urlsplit(args.atlas_url)
+        if parts.scheme != "https" or not parts.hostname:
+            raise UsageError(f"--atlas-url must be an https:// URL, got {args.atlas_url!r}")
+        overrides["base_url"] = args.atlas_url.rstrip("/")
+    if args.atlas_ca:
+        if not Path(args.atlas_ca).is_file():
+            raise UsageError(f"--atlas-ca {args.atlas_ca}: no such file")
+        overrides["ca_bundle"] = args.atlas_ca
+    connection = dataclasses.replace(connection, **overrides)
+    return prove_credentials(inputs.api_key, inputs.api_secret, report.leaf, report.private_key,
+                             report.chain_certificates, connection)
+
+
+def _require(settings, names: list[str]) -> None:
+    from shared.problems import DipEdgeError
+
+    try:
+        settings.require_valid(*names)
+    except DipEdgeError as err:
+        raise UsageError(str(err)) from None
+
+
+def _human(file: str, report, errors, warnings, proof, skipped: str | None) -> str:
+    from shared.certs.advice import advice_for
+
+    lines = [f"PFX {file}"]
+    facts = report.certificate
+    if facts is not None:
+        usage = ", ".join(facts.extended_key_usages) or "any (no extended key usage)"
+        lines += [
+            f"  certificate  {facts.subject}",
+            f"  issuer       {facts.issuer}",
+            f"  valid        {facts.not_before:%Y-%m-%d} to {facts.not_after:%Y-%m-%d} "
+            f"({facts.days_to_expiry} days left)",
+            f"  key          {facts.key_type} {facts.curve or facts.key_size or ''}, "
+            f"signed with {facts.signature_hash or 'n/a'}",
+            f"  usage        {usage}",
+            f"  thumbprint   {facts.thumbprint_sha1} (SHA-1)",
+            f"  chain        {len(report.chain)} more certificate(s) in the file",
+        ]
+    lines.append("")
+    if errors:
+        lines.append(f"INVALID: {len(errors)} problem(s) to fix before uploading to the DIP")
+    elif proof is None:
+        lines.append("VALID: the PFX passes every offline check")
+    else:
+        lines.append("VALID: the PFX, API key and secret work with GlobalSign Atlas")
+    for level, findings in (("ERROR", errors), ("WARNING", warnings)):
+        for finding in findings:
+            lines.append("")
+            lines += _wrap(f"{level} {finding.code}: {finding.detail}", "  ", "    ")
+            advice = advice_for(finding.code)
+            if advice:
+                lines += _wrap(f"Why it matters: {advice.why}", "    ", "      ")
+                lines += _wrap(f"What to do: {advice.action}", "    ", "      ")
+    lines.append("")
+    if proof is None:
+        lines.append(f"GlobalSign Atlas: {skipped}")
+    elif proof.proven:
+        lines.append("GlobalSign Atlas: login with the PFX, API key and secret succeeded")
+    else:
+        lines.append("GlobalSign Atlas: the credentials were not proven (see above)")
+    return "\n".join(lines)
+
+
+def _wrap(text: str, first: str, rest: str) -> list[str]:
+    return textwrap.wrap(text, width=96, initial_indent=first, subsequent_indent=rest)
