@@ -37,19 +37,14 @@ from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
-from cryptography.x509.verification import (
-    Criticality,
-    ExtensionPolicy,
-    PolicyBuilder,
-    Store,
-    VerificationError,
-)
+from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
 
 from shared.certs.aia import AiaFetcher, AiaResult
 from shared.certs.facts import describe
 from shared.certs.identity import IdentityRules, Presented
 from shared.certs.report import CertificateFacts
 from shared.certs.roots import globalsign_roots
+from shared.certs.webpki import USAGE_NAMES, chain_problem, extension_policies, key_problem
 from shared.problems import (
     CERT_EXPIRING_SOON,
     CLIENTCERT_EXPIRED,
@@ -72,8 +67,6 @@ USAGES: dict[str, tuple[x509.ObjectIdentifier, ...]] = {
     # Publicly trusted TLS certificates issued since June 2026 carry serverAuth only.
     "any": (ExtendedKeyUsageOID.CLIENT_AUTH, ExtendedKeyUsageOID.SERVER_AUTH),
 }
-_USAGE_NAMES = {ExtendedKeyUsageOID.CLIENT_AUTH: "TLS client",
-                ExtendedKeyUsageOID.SERVER_AUTH: "TLS server"}
 MAX_CERTIFICATE_BYTES = 16 * 1024  # real leaves are 1-3 KB; anything larger is hostile
 CACHE_SIZE = 256
 CACHE_TTL_SECONDS = 300.0  # short, so configuration and revocation-by-redeploy take effect
@@ -102,33 +95,6 @@ class PolicyVerdict:
 
 def _rejected(finding: Finding, facts: CertificateFacts | None = None) -> PolicyVerdict:
     return PolicyVerdict(False, (finding,), (), facts, ())
-
-
-def _eku_policies(usage: x509.ObjectIdentifier) -> tuple[ExtensionPolicy, ExtensionPolicy]:
-    """The Web PKI extension policies with the EKU check done for ``usage``.
-
-    ``build_client_verifier`` hard-wires clientAuth and ``build_server_verifier`` needs a
-    peer name; for serverAuth without one we keep the client verifier and swap only the
-    EKU validators, with the same rules as cryptography's own: an EE EKU must list the
-    usage, a CA EKU the usage or anyExtendedKeyUsage, an absent EKU allows any.
-    """
-    name = _USAGE_NAMES.get(usage, usage.dotted_string)
-
-    def ee(_policy, _cert, eku: x509.ExtendedKeyUsage | None) -> None:
-        if eku is not None and usage not in eku:
-            raise ValueError(f"the certificate's extended key usage does not allow {name}")
-
-    def ca(_policy, _cert, eku: x509.ExtendedKeyUsage | None) -> None:
-        if eku is not None and usage not in eku \
-                and ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE not in eku:
-            raise ValueError(f"a CA's extended key usage does not allow {name}")
-
-    return (
-        ExtensionPolicy.webpki_defaults_ca().may_be_present(
-            x509.ExtendedKeyUsage, Criticality.NON_CRITICAL, ca),
-        ExtensionPolicy.webpki_defaults_ee().may_be_present(
-            x509.ExtendedKeyUsage, Criticality.NON_CRITICAL, ee),
-    )
 
 
 class _VerdictCache:
@@ -194,11 +160,8 @@ class CertificatePolicy:
         self._store = Store(list(self.anchors))
         self._max_chain_depth = max_chain_depth
         self._usages = USAGES[usage]
-        # The default client verifier already does clientAuth natively (and fastest).
         self._extension_policies = {
-            oid: None if oid == ExtendedKeyUsageOID.CLIENT_AUTH else _eku_policies(oid)
-            for oid in self._usages
-        }
+            oid: extension_policies(oid) for oid in self._usages}
         self._cache = _VerdictCache(cache_size)
         self._cache_ttl = cache_ttl
         self.warnings: tuple[Finding, ...] = () if identities else (
@@ -277,6 +240,7 @@ class CertificatePolicy:
         except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
             return _rejected(CLIENTCERT_MALFORMED(
                 f"the {self.label} could not be read: {type(exc).__name__}")), True
+        now = now.replace(microsecond=0)  # validity has one-second granularity (RFC 5280)
         if now < cert.not_valid_before_utc:
             return _rejected(CLIENTCERT_EXPIRED(
                 f"the {self.label} is not valid until {cert.not_valid_before_utc.isoformat()}"),
@@ -285,6 +249,11 @@ class CertificatePolicy:
             return _rejected(CLIENTCERT_EXPIRED(
                 f"the {self.label} expired on {cert.not_valid_after_utc.isoformat()}"),
                 facts), True
+        problem = key_problem(cert) or (
+            "its serial number is not a positive integer" if cert.serial_number <= 0 else None)
+        if problem:
+            return _rejected(CLIENTCERT_UNTRUSTED(f"the {self.label} is not acceptable: {problem}"),
+                             facts), True
         chain, failure, cacheable = self._build_chain(cert, now)
         if chain is None:
             return _rejected(CLIENTCERT_UNTRUSTED(failure), facts), cacheable
@@ -313,15 +282,19 @@ class CertificatePolicy:
                 builder = PolicyBuilder().store(self._store).time(now)
                 if self._max_chain_depth is not None:
                     builder = builder.max_chain_depth(self._max_chain_depth)
-                if policies is not None:
-                    builder = builder.extension_policies(ca_policy=policies[0],
-                                                         ee_policy=policies[1])
+                builder = builder.extension_policies(ca_policy=policies[0],
+                                                     ee_policy=policies[1])
                 try:
                     verified = builder.build_client_verifier().verify(leaf, intermediates)
                 except VerificationError as exc:
                     reasons.append((usage, str(exc)))
                     continue
-                return tuple(verified.chain), "", cacheable
+                chain = tuple(verified.chain)
+                problem = chain_problem(chain, self.anchors)
+                if problem:
+                    reasons.append((usage, problem))
+                    continue
+                return chain, "", cacheable
             fetched = self._fetch_missing_issuer(leaf, intermediates)
             if fetched is None:
                 break
@@ -332,7 +305,7 @@ class CertificatePolicy:
                 break
             intermediates += more
         detail = "; ".join(
-            (f"as a {_USAGE_NAMES[u]} certificate: " if len(reasons) > 1 else "") + r
+            (f"as a {USAGE_NAMES[u]} certificate: " if len(reasons) > 1 else "") + r
             for u, r in reasons)
         if notes:
             detail += "; " + "; ".join(notes)
