@@ -1,0 +1,286 @@
+"""The DIP webhook through its HTTP function (real ``func.HttpRequest``), hostile cases first."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import logging
+import sqlite3
+import uuid
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import hashes
+
+from shared.dip.inbox.blob import BlobInbox
+from shared.dip.inbox.sqlite import SqliteInbox
+from shared.services import webhook
+from tests.support.functions import call_http
+from tests.support.leaks import assert_no_secrets
+
+URL = "https://dip-edge.example.net/api/webhooks/dip"
+
+
+def delivery(*txids: str) -> bytes:
+    return json.dumps([
+        {"payload": {"CommonBlock": {
+            "S0": {"interfaceID": "IF-033", "schemaVersion": "011"},
+            "D0": {"transactionID": t, "publicationID": "PUB-033", "replayIndicator": False,
+                   "transactionTimestamp": "2026-01-01T10:00:00.000Z"}},
+            "CustomBlock": {"reading": 42}}}
+        for t in txids]).encode()
+
+
+@pytest.fixture
+def env(app_env, dip_pki, tmp_path):
+    app_env(**dip_pki.env())
+    return tmp_path / "state"
+
+
+def post(dip_pki, body: bytes, *, channel: str | None = None, client=None, sign=True,
+         headers: dict | None = None, sign_kwargs: dict | None = None):
+    url = f"{URL}/{channel}" if channel else URL
+    sent = {"Content-Type": "application/json"}
+    if client is not False:
+        from tests.support.dip_pki import header_value
+
+        sent["X-ARR-ClientCert"] = header_value(client) if client else dip_pki.client_header()
+    if sign:
+        sent.update(dip_pki.sign("POST", url, body, **(sign_kwargs or {})))
+    sent.update(headers or {})
+    response = call_http("dip_webhook", "POST", url, body=body, headers=sent,
+                         route_params={"channel": channel} if channel else {})
+    return response.status_code, json.loads(response.get_body()), response
+
+
+def stored(state: Path) -> list[str]:
+    inbox = SqliteInbox(state / "inbox.sqlite3")
+    try:
+        return [m.transaction_id for m in inbox.list()]
+    finally:
+        inbox.close()
+
+
+def test_delivery_is_stored_and_acknowledged(env, dip_pki):
+    status, doc, response = post(dip_pki, delivery("tx-1", "tx-2"), channel="pub-033")
+    assert status == 200, doc
+    assert doc == {"accepted": 2, "duplicates": 0, "transactionIds": ["tx-1", "tx-2"]}
+    assert response.headers["Content-Type"] == "application/json"
+    inbox = SqliteInbox(env / "inbox.sqlite3")
+    message = inbox.get("tx-1")
+    inbox.close()
+    assert message.channel == "pub-033"
+    sha256 = dip_pki.client.certificate.fingerprint(hashes.SHA256()).hex().upper()
+    assert message.client_thumbprint == sha256
+    assert message.signer_thumbprint and message.signer_thumbprint != message.client_thumbprint
+
+
+def test_bare_route_has_no_channel(env, dip_pki):
+    status, doc, _ = post(dip_pki, delivery("tx-1"))
+    assert status == 200
+    inbox = SqliteInbox(env / "inbox.sqlite3")
+    assert inbox.get("tx-1").channel is None
+    inbox.close()
+
+
+def test_replayed_delivery_is_stored_once_and_acknowledged_twice(env, dip_pki):
+    body = delivery("tx-1")
+    assert post(dip_pki, body)[:2] == (200, {"accepted": 1, "duplicates": 0,
+                                             "transactionIds": ["tx-1"]})
+    assert post(dip_pki, body)[:2] == (200, {"accepted": 0, "duplicates": 1,
+                                             "transactionIds": ["tx-1"]})
+    assert stored(env) == ["tx-1"]
+
+
+def test_charset_utf8_is_accepted(env, dip_pki):
+    status, _, _ = post(dip_pki, delivery("tx-1"),
+                        headers={"Content-Type": "application/json; charset=UTF-8"})
+    assert status == 200
+
+
+@pytest.mark.parametrize("client, status, code", [
+    (False, 401, "clientcert.missing"),
+    ("impostor", 403, "clientcert.untrusted"),
+    ("expired", 403, "clientcert.expired"),
+    ("stranger", 403, "clientcert.identity_mismatch"),
+])
+def test_client_certificate_rejections(env, dip_pki, client, status, code):
+    chosen = getattr(dip_pki, client) if client else False
+    got, doc, response = post(dip_pki, delivery("tx-1"), client=chosen)
+    assert (got, doc["code"]) == (status, code)
+    assert response.headers["Content-Type"] == "application/problem+json"
+    assert stored(env) == []
+
+
+GARBAGE = "%%%not base64!!!"
+
+
+@pytest.mark.parametrize("header, status, code", [
+    ("X-ARR-ClientCert", 403, "clientcert.malformed"),
+    ("X-DIP-Signature-Date", 403, "signature.malformed"),
+    ("X-DIP-Content-Hash", 403, "signature.malformed"),
+    ("X-DIP-Signature-Certificate", 403, "signature.malformed"),
+    ("X-DIP-Signature", 403, "signature.malformed"),
+    ("Content-Type", 415, "message.unsupported_media_type"),
+])
+def test_garbage_in_every_header(env, dip_pki, header, status, code):
+    got, doc, _ = post(dip_pki, delivery("tx-1"), headers={header: GARBAGE})
+    assert (got, doc["code"]) == (status, code)
+    assert stored(env) == []
+
+
+@pytest.mark.parametrize("header", ["X-ARR-ClientCert", "X-DIP-Signature-Certificate"])
+def test_valid_base64_of_garbage(env, dip_pki, header):
+    got, doc, _ = post(dip_pki, delivery("tx-1"),
+                       headers={header: base64.b64encode(b"\x30\x82garbage").decode()})
+    assert got == 403 and doc["code"] in {"clientcert.malformed", "signature.malformed"}
+
+
+def test_tampered_body_with_the_original_signature(env, dip_pki):
+    original = delivery("tx-1")
+    headers = dip_pki.sign("POST", URL, original)
+    tampered = original.replace(b"42", b"43")
+    got, doc, _ = post(dip_pki, tampered, sign=False, headers=headers)
+    assert (got, doc["code"]) == (403, "signature.content_hash_mismatch")
+
+
+def test_signature_from_another_key(env, dip_pki):
+    got, doc, _ = post(dip_pki, delivery("tx-1"),
+                       sign_kwargs={"private_key": dip_pki.other_signer_key})
+    assert (got, doc["code"]) == (403, "signature.invalid")
+
+
+def test_signature_for_another_url(env, dip_pki):
+    body = delivery("tx-1")
+    headers = dip_pki.sign("POST", "https://elsewhere.example/api/webhooks/dip", body)
+    got, doc, _ = post(dip_pki, body, sign=False, headers=headers)
+    assert (got, doc["code"]) == (403, "signature.invalid")
+
+
+@pytest.mark.parametrize("offset", [-3600, 3600])
+def test_stale_or_future_date(env, dip_pki, offset):
+    at = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=offset)
+    got, doc, _ = post(dip_pki, delivery("tx-1"), sign_kwargs={"at": at})
+    assert (got, doc["code"]) == (403, "signature.stale")
+
+
+@pytest.mark.parametrize("signer", ["stranger", "impostor_signer", "expired"])
+def test_signer_not_the_dips(env, dip_pki, signer):
+    got, doc, _ = post(dip_pki, delivery("tx-1"),
+                       sign_kwargs={"signer": getattr(dip_pki, signer)})
+    assert (got, doc["code"]) == (403, "signature.untrusted_certificate")
+
+
+def test_unsigned_delivery(env, dip_pki):
+    got, doc, _ = post(dip_pki, delivery("tx-1"), sign=False)
+    assert (got, doc["code"]) == (401, "signature.missing")
+
+
+@pytest.mark.parametrize("body, code", [
+    (b'[{"payload": ', "message.malformed_json"),
+    (b"\xff\xfe\x00[", "message.malformed_json"),
+    (b"[" * 100_000 + b"]" * 100_000, "message.malformed_json"),
+    (b'{"payload": {"CommonBlock": {"S0": {"interfaceID": "IF-033"}}}}',
+     "message.invalid_envelope"),
+    (b"[]", "message.invalid_envelope"),
+    (b'[{"payload": {"CommonBlock": {"S0": {}}}}]', "message.invalid_envelope"),
+])
+def test_bad_bodies_properly_signed(env, dip_pki, body, code):
+    got, doc, _ = post(dip_pki, body)
+    assert (got, doc["code"]) == (400, code)
+
+
+def test_ten_megabyte_body_is_refused_first(env, dip_pki):
+    got, doc, _ = post(dip_pki, b"[" + b" " * (10 * 1024 * 1024) + b"]", client=False,
+                       sign=False)
+    assert (got, doc["code"]) == (413, "message.too_large")
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/json; charset=utf-16",
+                                          "application/jsonx", ""])
+def test_media_type_is_checked_before_the_certificate(env, dip_pki, content_type):
+    got, doc, _ = post(dip_pki, delivery("tx-1"), client=False, sign=False,
+                       headers={"Content-Type": content_type})
+    assert (got, doc["code"]) == (415, "message.unsupported_media_type")
+
+
+def test_certificate_is_checked_before_the_signature_and_signature_before_the_body(env, dip_pki):
+    assert post(dip_pki, b"not json", client=dip_pki.impostor, sign=False)[1]["code"] == \
+        "clientcert.untrusted"
+    assert post(dip_pki, b"not json", sign=False)[1]["code"] == "signature.missing"
+
+
+def test_storage_failing_between_two_messages(env, dip_pki):
+    body = delivery("tx-1", "tx-2")
+    assert post(dip_pki, delivery("tx-0"))[0] == 200  # the inbox exists
+    db = sqlite3.connect(env / "inbox.sqlite3")
+    db.execute("CREATE TRIGGER fail BEFORE INSERT ON messages WHEN NEW.transaction_id = 'tx-2' "
+               "BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END")
+    db.commit()
+    got, doc, response = post(dip_pki, body)
+    assert (got, doc["code"]) == (503, "inbox.unavailable")
+    assert int(response.headers["Retry-After"]) > 0
+    assert stored(env) == ["tx-0"]  # nothing of the failed delivery was acknowledged
+    db.execute("DROP TRIGGER fail")
+    db.commit()
+    db.close()
+    assert post(dip_pki, body)[1] == {"accepted": 2, "duplicates": 0,
+                                      "transactionIds": ["tx-1", "tx-2"]}
+    assert post(dip_pki, body)[1]["duplicates"] == 2
+    assert stored(env) == ["tx-0", "tx-1", "tx-2"]
+
+
+def test_one_log_line_per_delivery_and_no_secrets(env, dip_pki, caplog):
+    caplog.set_level(logging.INFO, logger="dip_edge")
+    post(dip_pki, delivery("tx-1"))
+    post(dip_pki, delivery("tx-2"), client=dip_pki.stranger)
+    lines = [r.getMessage() for r in caplog.records if r.name == "dip_edge.webhook"]
+    assert len(lines) == 2
+    assert "status=200 accepted=1 duplicates=0" in lines[0]
+    assert "status=403 code=clientcert.identity_mismatch" in lines[1]
+    assert_no_secrets(caplog.text, dip_pki.signer.key_pem(), dip_pki.client.key_pem(),
+                      dip_pki.client.cert_der())
+
+
+def test_components_are_built_once_per_settings(env, dip_pki):
+    post(dip_pki, delivery("tx-1"))
+    from shared.settings import get_settings
+
+    first = webhook.components(get_settings())
+    post(dip_pki, delivery("tx-2"))
+    assert webhook.components(get_settings()) is first
+
+
+@pytest.mark.azurite
+def test_blob_inbox_through_http_with_storage_failing_between_messages(
+        app_env, dip_pki, azurite, monkeypatch):
+    container = f"http-{uuid.uuid4().hex[:12]}"
+    app_env(**dip_pki.env(INBOX_STORAGE=azurite.connection_string,
+                          INBOX_CONTAINER=container, INBOX_QUEUE=container))
+    state = {"metadata_writes": 0}
+
+    def suspend_after_first_message(response):
+        request = response.http_request
+        if request.method == "PUT" and "comp=metadata" in request.url:
+            state["metadata_writes"] += 1
+            if state["metadata_writes"] == 1:
+                azurite.suspend()
+
+    # The real BlobInbox on Azurite, with short timeouts and a hook that stops Azurite.
+    monkeypatch.setattr(webhook, "open_inbox", lambda settings: BlobInbox.from_settings(
+        settings, timeout=1.0, retries=0, raw_response_hook=suspend_after_first_message))
+    body = delivery("tx-1", "tx-2")
+    try:
+        got, doc, response = post(dip_pki, body, channel="pub-033")
+    finally:
+        azurite.resume()
+    assert (got, doc["code"]) == (503, "inbox.unavailable")
+    assert "Retry-After" in response.headers
+    assert_no_secrets(json.dumps(doc), azurite.connection_string.split("AccountKey=")[1][:40])
+    got, doc, _ = post(dip_pki, body, channel="pub-033")
+    assert got == 200 and doc["transactionIds"] == ["tx-1", "tx-2"]
+    assert doc["duplicates"] >= 1  # tx-1 certainly; tx-2 if Azurite applied it late
+    inbox = BlobInbox.connect(azurite.connection_string, container, container)
+    assert sorted(m.transaction_id for m in inbox.list()) == ["tx-1", "tx-2"]
+    assert {m.channel for m in inbox.list()} == {"pub-033"}
