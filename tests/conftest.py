@@ -25,6 +25,42 @@ def dip_pki():
     return DipPki.create()
 
 
+@pytest.fixture(scope="session")
+def atlas_server():
+    """The fake GlobalSign Atlas over real mTLS (``tests/support/fake_atlas.py``), one per
+    test process; prefer ``fake_atlas``, which resets it around each test."""
+    from tests.support.fake_atlas import FakeAtlas
+
+    with FakeAtlas() as server:
+        yield server
+
+
+@pytest.fixture
+def fake_atlas(atlas_server):
+    """``atlas_server`` with faults, tokens, mode and request log cleared (accounts stay)."""
+    atlas_server.reset()
+    yield atlas_server
+    atlas_server.reset()
+
+
+@pytest.fixture(scope="session")
+def keyvault_server():
+    """The fake Key Vault (``tests/support/fake_keyvault.py``), one per test process;
+    prefer ``fake_keyvault``, which empties it around each test."""
+    from tests.support.fake_keyvault import FakeKeyVault
+
+    with FakeKeyVault() as server:
+        yield server
+
+
+@pytest.fixture
+def fake_keyvault(keyvault_server):
+    """``keyvault_server``, empty and healthy for this test."""
+    keyvault_server.reset()
+    yield keyvault_server
+    keyvault_server.reset()
+
+
 @pytest.fixture
 def app_env(monkeypatch, tmp_path):
     """Settings for the function app under test: a private state dir, re-read per test.

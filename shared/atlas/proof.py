@@ -4,11 +4,13 @@
 probe GlobalSign's partners use as a connectivity test); both must succeed for the
 credentials to count as proven. The issuance quota and the trust chain are read for the
 report; if those fail after a good login the proof stands and the failure is a warning.
-Remote faults never raise: they are findings in the returned :class:`AtlasProof`.
+Remote faults never raise: they are findings in the returned :class:`AtlasProof`; only a
+bad ``ATLAS_CA_BUNDLE`` raises ``DipEdgeError(config.invalid)``.
 """
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -19,7 +21,7 @@ from shared.atlas.client import AtlasClient, AtlasConnection
 from shared.atlas.policy import fetch_policy
 from shared.atlas.quotas import fetch_issuance_quota
 from shared.atlas.trustchain import fetch_trust_chain
-from shared.problems import GS_UNAVAILABLE, DipEdgeError, Finding
+from shared.problems import GS_MTLS_REJECTED, GS_UNAVAILABLE, DipEdgeError, Finding
 
 __all__ = ["AtlasConnection", "AtlasProof", "prove_credentials"]
 
@@ -55,8 +57,14 @@ def prove_credentials(api_key: str, api_secret: str, certificate: x509.Certifica
                       private_key, chain: Sequence[x509.Certificate],
                       connection: AtlasConnection) -> AtlasProof:
     """Log in with the three credentials and summarise what Atlas says about the account."""
-    with AtlasClient(connection, api_key=api_key, api_secret=api_secret,
-                     certificate=certificate, private_key=private_key, chain=chain) as client:
+    try:
+        client = AtlasClient(connection, api_key=api_key, api_secret=api_secret,
+                             certificate=certificate, private_key=private_key, chain=chain)
+    except ssl.SSLError as exc:
+        unusable = GS_MTLS_REJECTED(
+            f"The PFX's certificate and key cannot be used for TLS ({exc.reason}).")
+        return AtlasProof((unusable,), (), None)
+    with client:
         try:
             client.login()
             policy = fetch_policy(client)

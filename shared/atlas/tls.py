@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from shared.problems import CONFIG_INVALID, DipEdgeError
 from shared.settings import read_text_setting
 
 
@@ -25,12 +26,19 @@ def client_context(certificate: x509.Certificate, private_key,
     """An ``SSLContext`` presenting ``certificate`` (with ``chain``) and trusting ``ca_bundle``.
 
     ``ca_bundle`` is inline PEM or a file path (``ATLAS_CA_BUNDLE``); ``None`` means the
-    system trust store. Pass the result to httpx as ``verify=``.
+    system trust store; an unreadable one raises ``DipEdgeError(config.invalid)``. OpenSSL
+    refusing the key or certificate raises ``ssl.SSLError``. Pass the result to httpx as
+    ``verify=``.
     """
     context = ssl.create_default_context()
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     if ca_bundle:
-        context.load_verify_locations(cadata=read_text_setting(ca_bundle))
+        try:
+            context.load_verify_locations(cadata=read_text_setting(ca_bundle))
+        except (OSError, ValueError, ssl.SSLError) as exc:
+            raise DipEdgeError(CONFIG_INVALID(
+                f"ATLAS_CA_BUNDLE: not readable PEM certificates ({type(exc).__name__})."
+            )) from None
     encoding = serialization.Encoding.PEM
     pem = private_key.private_bytes(encoding, serialization.PrivateFormat.PKCS8,
                                     serialization.NoEncryption())
