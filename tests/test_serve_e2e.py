@@ -1,0 +1,271 @@
+"""``dip-edge serve`` end to end: real TLS handshakes, client certificates from a
+GlobalSign-like test PKI, ``dip-edge send`` and ``dip-edge inbox``, a spoofed header,
+refused handshakes, SIGTERM, and ``kill -9`` in the middle of a burst."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import ssl
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from shared.dip.inbox.sqlite import SqliteInbox
+from tests.support.dip_pki import header_value
+
+pytestmark = pytest.mark.xdist_group("serve")
+
+DIP_EDGE = str(Path(sys.executable).with_name("dip-edge"))
+
+
+@dataclass
+class Served:
+    process: subprocess.Popen
+    base_url: str
+    state_dir: Path
+    stderr_path: Path
+
+    @property
+    def ca(self) -> Path:
+        return self.state_dir / "dev-certs" / "ca.pem"
+
+    def stderr(self) -> str:
+        return self.stderr_path.read_text()
+
+
+def start_serve(state_dir: Path, env: dict[str, str]) -> Served:
+    stderr_path = state_dir.parent / f"{state_dir.name}-serve.log"
+    process = subprocess.Popen(
+        [DIP_EDGE, "serve", "--port", "0", "--state-dir", str(state_dir)],
+        stdout=subprocess.PIPE, stderr=open(stderr_path, "wb"), text=True,  # noqa: SIM115
+        env={**os.environ, **env})
+    deadline = time.monotonic() + 60
+    banner = []
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        banner.append(line)
+        if "listening on " in line:
+            url = line.split("listening on ", 1)[1].split()[0]
+            return Served(process, url, state_dir, stderr_path)
+    process.kill()
+    raise RuntimeError(f"serve did not start: {''.join(banner)} {stderr_path.read_text()}")
+
+
+def stop(served: Served) -> None:
+    if served.process.poll() is None:
+        served.process.kill()
+        served.process.wait(10)
+
+
+@dataclass
+class Credentials:
+    client_cert: Path
+    client_key: Path
+    signer_cert: Path
+    signer_key: Path
+
+
+def write_pem(directory: Path, name: str, issued, *, chain: bool = True) -> tuple[Path, Path]:
+    cert, key = directory / f"{name}.pem", directory / f"{name}.key"
+    text = issued.cert_pem()
+    if chain and issued.issuer is not None and issued.issuer.issuer is not None:
+        text += issued.issuer.cert_pem()  # the intermediate, as a TLS client sends it
+    cert.write_bytes(text)
+    key.write_bytes(issued.key_pem())
+    return cert, key
+
+
+@pytest.fixture(scope="module")
+def pki_files(dip_pki, tmp_path_factory) -> Credentials:
+    directory = tmp_path_factory.mktemp("dip-pki")
+    client = write_pem(directory, "client", dip_pki.client)
+    signer = write_pem(directory, "signer", dip_pki.signer)
+    for name in ("stranger", "impostor"):
+        write_pem(directory, name, getattr(dip_pki, name))
+    return Credentials(*client, *signer)
+
+
+@pytest.fixture(scope="module")
+def served(dip_pki, tmp_path_factory):
+    instance = start_serve(tmp_path_factory.mktemp("serve") / "state", dip_pki.env())
+    yield instance
+    stop(instance)
+
+
+def tls_client(served: Served, cert: Path | None = None, key: Path | None = None,
+               **kwargs) -> httpx.Client:
+    context = ssl.create_default_context(cafile=str(served.ca))
+    if cert:
+        context.load_cert_chain(str(cert), str(key))
+    return httpx.Client(verify=context, timeout=10, **kwargs)
+
+
+def delivery(*txids: str) -> bytes:
+    return json.dumps([{"payload": {"CommonBlock": {
+        "S0": {"interfaceID": "IF-033"},
+        "D0": {"transactionID": t, "transactionTimestamp": "2026-01-01T00:00:00.000Z"}}}}
+        for t in txids]).encode()
+
+
+def cli(*args: str, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([DIP_EDGE, *args], capture_output=True, text=True, timeout=60,
+                          **kwargs)
+
+
+def send(served: Served, creds: Credentials, path: str, file: Path) -> subprocess.CompletedProcess:
+    return cli("send", served.base_url + path, str(file), "--ca", str(served.ca),
+               "--cert", str(creds.client_cert), "--key", str(creds.client_key),
+               "--sign-cert", str(creds.signer_cert), "--sign-key", str(creds.signer_key))
+
+
+def inbox_json(served: Served) -> list[dict]:
+    result = cli("inbox", "--state-dir", str(served.state_dir), "list", "--json")
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_send_then_inbox_list_and_show(served, pki_files, tmp_path):
+    txid = f"tx-{uuid.uuid4()}"
+    file = tmp_path / "delivery.json"
+    file.write_bytes(delivery(txid))
+    first = send(served, pki_files, "/api/webhooks/dip/pub-033", file)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert first.stdout.startswith("HTTP 200")
+    assert json.loads(first.stdout.splitlines()[1]) == {
+        "accepted": 1, "duplicates": 0, "transactionIds": [txid]}
+    again = send(served, pki_files, "/api/webhooks/dip/pub-033", file)
+    assert again.returncode == 0 and '"duplicates":1' in again.stdout
+
+    listed = {m["transactionId"]: m for m in inbox_json(served)}
+    assert listed[txid]["interfaceId"] == "IF-033" and listed[txid]["channel"] == "pub-033"
+    assert listed[txid]["receivedAt"].endswith("Z")
+    shown = cli("inbox", "--state-dir", str(served.state_dir), "show", txid)
+    assert shown.returncode == 0
+    assert json.loads(shown.stdout)["message"]["payload"]["CommonBlock"]["D0"][
+        "transactionID"] == txid
+    assert cli("inbox", "--state-dir", str(served.state_dir), "show", "nope").returncode == 1
+
+
+def test_send_reports_a_rejection_with_exit_1(served, pki_files, tmp_path):
+    file = tmp_path / "bad.json"
+    file.write_text('{"not": "an array"}')
+    result = send(served, pki_files, "/api/webhooks/dip", file)
+    assert result.returncode == 1 and "HTTP 400" in result.stdout
+    assert "message.invalid_envelope" in result.stdout
+
+
+def test_send_to_a_closed_port_exits_3(pki_files, served, tmp_path):
+    file = tmp_path / "d.json"
+    file.write_bytes(delivery("x"))
+    result = cli("send", "https://127.0.0.1:9/api/webhooks/dip", str(file), "--ca",
+                 str(served.ca), "--cert", str(pki_files.client_cert), "--key",
+                 str(pki_files.client_key), "--sign-cert", str(pki_files.signer_cert),
+                 "--sign-key", str(pki_files.signer_key))
+    assert result.returncode == 3
+
+
+def test_spoofed_client_certificate_header_is_dropped(served, pki_files, dip_pki):
+    """A stranger (valid chain, wrong identity) claims to be the DIP through the header."""
+    stranger = pki_files.client_cert.with_name("stranger.pem")
+    body = delivery(f"tx-{uuid.uuid4()}")
+    url = served.base_url + "/api/webhooks/dip"
+    headers = {"Content-Type": "application/json", **dip_pki.sign("POST", url, body)}
+    with tls_client(served, stranger, stranger.with_suffix(".key")) as client:
+        response = client.post(url, content=body, headers=[
+            *headers.items(), ("X-ARR-ClientCert", dip_pki.client_header()),
+            ("x-arr-clientcert", dip_pki.client_header())])
+    assert response.status_code == 403
+    assert response.json()["code"] == "clientcert.identity_mismatch"
+    # And the same request with the DIP's own certificate in the handshake is accepted.
+    with tls_client(served, pki_files.client_cert, pki_files.client_key) as client:
+        response = client.post(url, content=body, headers={
+            **headers, "X-ARR-ClientCert": header_value(dip_pki.stranger)})
+    assert response.status_code == 200, response.text
+
+
+@pytest.mark.parametrize("who", [None, "impostor"])
+def test_handshake_without_a_trusted_client_certificate_is_refused(served, pki_files, who):
+    cert = pki_files.client_cert.with_name(f"{who}.pem") if who else None
+    key = cert.with_suffix(".key") if cert else None
+    with tls_client(served, cert, key) as client, pytest.raises(httpx.TransportError):
+        client.get(served.base_url + "/api/health")
+    assert "TLS handshake" in served.stderr()
+
+
+def test_health_and_routing_over_keep_alive(served, pki_files):
+    with tls_client(served, pki_files.client_cert, pki_files.client_key) as client:
+        health = client.get(served.base_url + "/api/health")
+        assert health.status_code == 200 and health.json()["status"] == "ok"
+        assert health.headers["content-type"].startswith("application/json")
+        missing = client.get(served.base_url + "/api/nothing-here")
+        assert missing.status_code == 404
+        wrong = client.get(served.base_url + "/api/webhooks/dip")
+        assert wrong.status_code == 405 and wrong.headers["allow"] == "POST"
+        # All of it over one connection.
+        assert health.extensions["network_stream"] is wrong.extensions["network_stream"]
+
+
+def test_sigterm_stops_cleanly(dip_pki, tmp_path):
+    instance = start_serve(tmp_path / "state", dip_pki.env())
+    try:
+        instance.process.send_signal(signal.SIGTERM)
+        assert instance.process.wait(15) == 0
+        assert "stopping" in instance.stderr()
+    finally:
+        stop(instance)
+
+
+def test_kill_9_during_a_burst_loses_no_acknowledged_message(dip_pki, pki_files, tmp_path):
+    instance = start_serve(tmp_path / "state", dip_pki.env())
+    acknowledged: list[str] = []
+    lock = threading.Lock()
+    started = threading.Event()
+
+    def burst(worker: int) -> None:
+        url = instance.base_url + "/api/webhooks/dip/burst"
+        try:
+            with tls_client(instance, pki_files.client_cert, pki_files.client_key) as client:
+                for n in range(10_000):
+                    ids = [f"w{worker}-{n}-{k}" for k in range(3)]
+                    body = delivery(*ids)
+                    headers = {"Content-Type": "application/json",
+                               **dip_pki.sign("POST", url, body)}
+                    response = client.post(url, content=body, headers=headers)
+                    if response.status_code == 200:
+                        with lock:
+                            acknowledged.extend(response.json()["transactionIds"])
+                        started.set()
+        except httpx.TransportError:
+            return  # the server died
+
+    threads = [threading.Thread(target=burst, args=(w,)) for w in range(4)]
+    try:
+        for thread in threads:
+            thread.start()
+        assert started.wait(30)
+        time.sleep(0.5)
+        instance.process.send_signal(signal.SIGKILL)
+        instance.process.wait(10)
+        for thread in threads:
+            thread.join(30)
+    finally:
+        stop(instance)
+    assert len(acknowledged) >= 3
+    inbox = SqliteInbox(tmp_path / "state" / "inbox.sqlite3")
+    try:
+        stored = {m.transaction_id for m in inbox.list()}
+    finally:
+        inbox.close()
+    missing = set(acknowledged) - stored
+    assert not missing, f"{len(missing)} of {len(acknowledged)} acknowledged messages lost"
