@@ -72,6 +72,7 @@ CACHE_SIZE = 256
 CACHE_TTL_SECONDS = 300.0  # short, so configuration and revocation-by-redeploy take effect
 _PEM_ARMOUR = re.compile(rb"-----(BEGIN|END) CERTIFICATE-----")
 _WHITESPACE = re.compile(rb"\s+")
+_PYTHON_VALIDATOR = re.compile(r"Python extension validator failed: \w+: ")
 
 
 @dataclass(frozen=True)
@@ -287,7 +288,7 @@ class CertificatePolicy:
                 try:
                     verified = builder.build_client_verifier().verify(leaf, intermediates)
                 except VerificationError as exc:
-                    reasons.append((usage, str(exc)))
+                    reasons.append((usage, _PYTHON_VALIDATOR.sub("", str(exc))))
                     continue
                 chain = tuple(verified.chain)
                 problem = chain_problem(chain, self.anchors)
@@ -307,6 +308,9 @@ class CertificatePolicy:
         detail = "; ".join(
             (f"as a {USAGE_NAMES[u]} certificate: " if len(reasons) > 1 else "") + r
             for u, r in reasons)
+        if leaf.issuer not in {c.subject for c in (*self.anchors, *intermediates)}:
+            detail = (f"its issuer '{leaf.issuer.rfc4514_string()}' is neither a trust anchor "
+                      f"nor a known intermediate; {detail}")
         if notes:
             detail += "; " + "; ".join(notes)
         return None, f"the {self.label} does not chain to a trust anchor ({detail})", cacheable
@@ -338,49 +342,79 @@ _SETTING_NAMES = {
     "client": ("DIP_CLIENT_TRUST_ANCHORS", "DIP_CLIENT_INTERMEDIATES", "DIP_CLIENT_IDENTITIES"),
     "signer": ("DIP_SIGNER_TRUST_ANCHORS", "DIP_SIGNER_INTERMEDIATES", "DIP_SIGNER_IDENTITIES"),
 }
+Source = tuple[str, str]  # (where it comes from, for errors: a setting or option; raw value)
+
+
+@dataclass(frozen=True)
+class TrustSources:
+    """A policy's configuration as raw (name, value) pairs: settings, or CLI overrides.
+
+    Hashable, so :meth:`build` returns one policy (and one verdict cache) per distinct
+    configuration however often callers ask for it.
+    """
+
+    role: str  # "client" or "signer"
+    anchors: Source | None  # None: the bundled GlobalSign roots
+    intermediates: tuple[Source, ...]
+    identities: Source | None  # None: any certificate that chains
+    usage: str
+    aia_hosts: tuple[str, ...] | None  # None: AIA fetching off
+    expiry_warning_days: int = 30
+
+    @classmethod
+    def from_settings(cls, settings: Settings, role: str) -> TrustSources:
+        """Read DIP_CLIENT_* (or DIP_SIGNER_*, each falling back to the client's)."""
+        names = dict(zip(("anchors", "intermediates", "identities"), _SETTING_NAMES["client"],
+                         strict=True))
+        if role == "signer":
+            for kind, name in zip(names, _SETTING_NAMES["signer"], strict=True):
+                if getattr(settings, name.lower()) or settings.errors_for(name):
+                    names[kind] = name
+        settings.require_valid(*names.values(), "DIP_CLIENT_EKU", "AIA_FETCH",
+                               "AIA_ALLOWED_HOSTS", "EXPIRY_WARNING_DAYS")
+        value = {kind: getattr(settings, name.lower()) for kind, name in names.items()}
+        return cls(
+            role=role,
+            anchors=(names["anchors"], value["anchors"]) if value["anchors"] else None,
+            intermediates=((names["intermediates"], value["intermediates"]),)
+            if value["intermediates"] else (),
+            identities=(names["identities"], value["identities"]) if value["identities"] else None,
+            usage=settings.dip_client_eku,
+            aia_hosts=tuple(settings.aia_allowed_hosts) if settings.aia_fetch else None,
+            expiry_warning_days=settings.expiry_warning_days,
+        )
+
+    def build(self) -> CertificatePolicy:
+        """The policy; ``config.invalid`` naming the setting (or option) that is bad."""
+        return _build_policy(self)
 
 
 def _from_settings(settings: Settings, role: str) -> CertificatePolicy:
-    names = dict(zip(("anchors", "intermediates", "identities"), _SETTING_NAMES["client"],
-                     strict=True))
-    if role == "signer":  # each signer setting falls back to the client's on its own
-        for kind, name in zip(names, _SETTING_NAMES["signer"], strict=True):
-            if getattr(settings, name.lower()) or settings.errors_for(name):
-                names[kind] = name
-    settings.require_valid(*names.values(), "DIP_CLIENT_EKU", "AIA_FETCH", "AIA_ALLOWED_HOSTS",
-                           "EXPIRY_WARNING_DAYS")
-    return _build_policy(
-        role,
-        tuple((name, getattr(settings, name.lower())) for name in names.values()),
-        settings.dip_client_eku,
-        tuple(settings.aia_allowed_hosts) if settings.aia_fetch else None,
-        settings.expiry_warning_days,
-    )
+    return TrustSources.from_settings(settings, role).build()
 
 
 @lru_cache(maxsize=16)
-def _build_policy(role: str, sources: tuple[tuple[str, str | None], ...], usage: str,
-                  aia_hosts: tuple[str, ...] | None,
-                  expiry_warning_days: int) -> CertificatePolicy:
-    """One policy per distinct configuration, so its verdict cache is shared by callers."""
-    (anchors_name, anchors_value), (inter_name, inter_value), (id_name, id_value) = sources
-    anchors = load_certificates(anchors_value, anchors_name, require_ca=True) \
-        if anchors_value else globalsign_roots()
-    intermediates = load_certificates(inter_value, inter_name, require_ca=True) \
-        if inter_value else ()
-    identities = IdentityRules.parse(_read(id_value, id_name), id_name) if id_value else None
-    label = "client certificate" if role == "client" else "signing certificate"
+def _build_policy(sources: TrustSources) -> CertificatePolicy:
+    anchors = load_certificates(*sources.anchors, require_ca=True) \
+        if sources.anchors else globalsign_roots()
+    intermediates = tuple(cert for source in sources.intermediates
+                          for cert in load_certificates(*source, require_ca=True))
+    identities = IdentityRules.parse(_read(sources.identities[1], sources.identities[0]),
+                                     sources.identities[0]) if sources.identities else None
     policy = CertificatePolicy(
-        anchors=anchors, intermediates=intermediates, identities=identities, usage=usage,
-        aia=AiaFetcher(aia_hosts) if aia_hosts is not None else None,
-        expiry_warning_days=expiry_warning_days,
-        pinned=(anchors if anchors_value else ()) + intermediates, label=label)
+        anchors=anchors, intermediates=intermediates, identities=identities,
+        usage=sources.usage,
+        aia=AiaFetcher(sources.aia_hosts) if sources.aia_hosts is not None else None,
+        expiry_warning_days=sources.expiry_warning_days,
+        pinned=(anchors if sources.anchors else ()) + intermediates,
+        label="client certificate" if sources.role == "client" else "signing certificate")
     for finding in policy.warnings:
-        log.warning("%s (set %s)", finding.detail, id_name)
+        log.warning("%s", finding.detail)
     return policy
 
 
 def _read(value: str, setting: str) -> str:
+    """The text of an inline-or-path value; ``config.invalid`` naming ``setting``."""
     try:
         return read_text_setting(value)
     except (OSError, UnicodeDecodeError) as exc:
@@ -388,7 +422,7 @@ def _read(value: str, setting: str) -> str:
             f"{setting}: cannot read the file: {type(exc).__name__}")) from None
 
 
-def load_certificates(value: str, setting: str, *,
+def load_certificates(setting: str, value: str, *,
                       require_ca: bool = False) -> tuple[x509.Certificate, ...]:
     """Certificates from a setting's inline PEM or PEM file; ``config.invalid`` names it."""
     text = _read(value, setting)

@@ -1,0 +1,151 @@
+"""``dip-edge check-cert CERT``: would the webhook accept this client certificate?
+
+Runs a certificate (PEM or DER; a PEM file may carry its chain after the leaf) through
+the webhook's client-certificate policy — the same code the webhook runs, configured from
+the same settings (``DIP_CLIENT_*``, ``AIA_*``). Options override the settings:
+``--anchors`` replaces the trust anchors, ``--chain`` adds intermediates, ``--identities``
+replaces the identity rules (inline JSON or a file), ``--usage`` the required extended key
+usage, ``--at`` checks at another time ("will the renewed certificate be accepted on the
+day it is switched on?"). Exit 0 accepted (warnings allowed), 1 rejected, 2 usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sys
+from pathlib import Path
+
+from shared.cli import EXIT_INVALID, EXIT_OK, UsageError
+
+NAME = "check-cert"
+HELP = ("Check a certificate against the webhook's client-certificate policy (anchors, "
+        "chain, extended key usage, identity rules), as the webhook would.")
+MAX_FILE_BYTES = 1024 * 1024
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("cert", metavar="CERT", help="the certificate, PEM or DER")
+    parser.add_argument("--chain", metavar="PEM", action="append", default=[],
+                        help="PEM file of intermediate certificates to add (may be repeated)")
+    parser.add_argument("--anchors", metavar="PEM",
+                        help="PEM file of trust anchors, instead of DIP_CLIENT_TRUST_ANCHORS "
+                             "(default: the bundled GlobalSign roots)")
+    parser.add_argument("--identities", metavar="JSON",
+                        help="identity rules (inline JSON or a file), instead of "
+                             "DIP_CLIENT_IDENTITIES")
+    parser.add_argument("--at", metavar="ISO-TIME",
+                        help="check at this time (e.g. 2026-09-01T00:00:00Z) instead of now")
+    parser.add_argument("--usage", choices=("client", "server", "any"),
+                        help="required extended key usage, instead of DIP_CLIENT_EKU")
+    parser.add_argument("--json", action="store_true", help="print one JSON document")
+
+
+def run(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from shared.certs.policy import TrustSources
+    from shared.problems import DipEdgeError
+    from shared.settings import load_settings
+
+    at = _parse_time(args.at) if args.at else None
+    leaf, extra_pem = _read_certificate(args.cert)
+    settings = load_settings()
+    try:
+        sources = TrustSources.from_settings(_without_overridden(settings, args), "client")
+        sources = replace(
+            sources,
+            anchors=("--anchors", _path(args.anchors)) if args.anchors else sources.anchors,
+            intermediates=sources.intermediates
+            + tuple(("--chain", _path(p)) for p in args.chain)
+            + ((("CERT", extra_pem),) if extra_pem else ()),
+            identities=("--identities", _json_or_path(args.identities))
+            if args.identities else sources.identities,
+            usage=args.usage or sources.usage,
+        )
+        policy = sources.build()
+    except DipEdgeError as exc:
+        raise UsageError(str(exc)) from None
+    verdict = policy.check(leaf, at=at)
+    warnings = list(verdict.warnings)
+    if not verdict.accepted:
+        warnings = [*policy.warnings, *warnings]
+    doc = {**verdict.to_dict(), "warnings": [w.to_dict() for w in warnings]}
+    if args.json:
+        print(json.dumps(doc, indent=2))
+    else:
+        _print_human(doc, policy, at)
+    return EXIT_OK if verdict.accepted else EXIT_INVALID
+
+
+def _without_overridden(settings, args):
+    """Settings minus the bad values the options replace (so they don't stop the check)."""
+    from dataclasses import replace
+
+    overridden = {"DIP_CLIENT_TRUST_ANCHORS": args.anchors, "DIP_CLIENT_IDENTITIES":
+                  args.identities, "DIP_CLIENT_EKU": args.usage}
+    errors = tuple(e for e in settings.errors if not overridden.get(e.split(":", 1)[0]))
+    return replace(settings, errors=errors)
+
+
+def _parse_time(text: str) -> dt.datetime:
+    try:
+        value = dt.datetime.fromisoformat(text.strip().replace("z", "Z"))
+    except ValueError:
+        raise UsageError(f"--at: not an ISO-8601 time such as 2026-09-01T00:00:00Z: {text!r}") \
+            from None
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+
+
+def _path(value: str) -> str:
+    path = Path(value)
+    if not path.is_file():
+        raise UsageError(f"no such file: {value}")
+    return str(path)
+
+
+def _json_or_path(value: str) -> str:
+    return value if value.lstrip()[:1] in {"[", "{"} else _path(value)
+
+
+def _read_certificate(value: str):
+    """The leaf (object or DER bytes, for the policy to judge) and any PEM chain after it."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    path = Path(_path(value))
+    data = path.read_bytes()[:MAX_FILE_BYTES + 1]
+    if len(data) > MAX_FILE_BYTES:
+        raise UsageError(f"{value}: larger than {MAX_FILE_BYTES} bytes; not a certificate")
+    if b"-----BEGIN CERTIFICATE-----" not in data:
+        return data, ""  # DER, or garbage the policy reports as clientcert.malformed
+    try:
+        certs = x509.load_pem_x509_certificates(data)
+    except ValueError:
+        return data, ""  # PEM armour around something that is not a certificate
+    extra = b"".join(c.public_bytes(Encoding.PEM) for c in certs[1:]).decode()
+    return certs[0], extra
+
+
+def _print_human(doc: dict, policy, at: dt.datetime | None) -> None:
+    out = sys.stdout
+    facts = doc["certificate"]
+    when = at.isoformat() if at else "now"
+    verdict = "ACCEPTED" if doc["accepted"] else "REJECTED"
+    print(f"{verdict} as a DIP {policy.label} (usage {policy.usage}, checked at {when})",
+          file=out)
+    if facts:
+        for label, key in (("subject", "subject"), ("issuer", "issuer"),
+                           ("serial", "serialNumber"), ("thumbprint", "thumbprintSha1"),
+                           ("sha-256", "thumbprintSha256"), ("spki sha-256", "spkiSha256"),
+                           ("dns names", "dnsNames"), ("eku", "extendedKeyUsages"),
+                           ("not before", "notBefore"), ("not after", "notAfter")):
+            value = facts.get(key)
+            if isinstance(value, list | tuple):
+                value = ", ".join(value) or "-"
+            print(f"  {label:<13} {value}", file=out)
+    for item in doc["errors"]:
+        print(f"error   {item['code']}: {item['detail']}", file=out)
+    for item in doc["warnings"]:
+        print(f"warning {item['code']}: {item['detail']}", file=out)
