@@ -270,6 +270,13 @@ class FakeAtlas:
         with self._lock:
             self.tokens = {t: (key, float("-inf")) for t, (key, _) in self.tokens.items()}
 
+    def wait_for_handshake_failures(self, count: int = 1, timeout: float = 2.0) -> int:
+        """The failure count once it reaches ``count`` (the server thread may lag the client)."""
+        deadline = time.monotonic() + timeout
+        while self.handshake_failures < count and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return self.handshake_failures
+
     def logins(self) -> int:
         return sum(1 for r in self.requests if r.method == "POST" and r.path == "/login")
 
