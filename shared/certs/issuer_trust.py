@@ -8,8 +8,8 @@ verifying each signature, and stops at the first of:
 - an issuer that is a trust anchor (a bundled GlobalSign root or a configured issuer)
   whose key verifies the signature: trusted;
 - a self-signed certificate: trusted only if it is itself an anchor;
-- the end of the carried chain: trusted if the last issuer's organisation is
-  GlobalSign's (``GlobalSign nv-sa``).
+- the end of the carried chain: trusted if an issuer on the verified path has GlobalSign's
+  organisation (``GlobalSign nv-sa``).
 """
 
 from __future__ import annotations
@@ -45,7 +45,9 @@ def untrusted_issuer(leaf: x509.Certificate, carried: Sequence[x509.Certificate]
                     f"{_name(current.subject)} names the trusted issuer "
                     f"{_name(current.issuer)}, but its signature does not verify with that "
                     "issuer's key: it was not issued by it.")
-            if _organization(current.issuer) == GLOBALSIGN_ORGANIZATION:
+            # Every link up to here verified; a GlobalSign issuing CA anywhere on it counts
+            # (real chains end at roots whose organisation is plain "GlobalSign").
+            if any(_organization(c.issuer) == GLOBALSIGN_ORGANIZATION for c in seen):
                 return None
             return CERT_UNTRUSTED_ISSUER(
                 f"Issued by {_name(current.issuer)}, which is not a GlobalSign CA "

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import textwrap
 from dataclasses import dataclass
@@ -21,6 +22,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from shared.cli import EXIT_INVALID, EXIT_OK, EXIT_UNAVAILABLE, UsageError
+
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 NAME = "check-pfx"
 HELP = ("Check a PFX (PKCS#12) before uploading it to the DIP; with an API key and secret, "
@@ -46,6 +49,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--offline", action="store_true",
                         help="do not contact GlobalSign, even with an API key and secret")
     parser.add_argument("--json", action="store_true", help="print one JSON document")
+    # Secrets typed as arguments are refused without being echoed; and no abbreviation,
+    # or "--password SECRET" would be read as "--password-env SECRET".
+    parser.allow_abbrev = False
+    parser.add_argument("--password", "--api-key", "--api-secret", dest="secret_on_argv",
+                        metavar="-", help=argparse.SUPPRESS)
 
 
 @dataclass(frozen=True)
@@ -101,6 +109,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _read_inputs(args: argparse.Namespace) -> _Inputs:
+    if args.secret_on_argv is not None:
+        raise UsageError("secrets are not taken from the command line (they would show in "
+                         "the process list and shell history): put the value in an "
+                         "environment variable and name it with --password-env, "
+                         "--api-key-env or --api-secret-env")
     if bool(args.api_key_env) != bool(args.api_secret_env):
         raise UsageError("--api-key-env and --api-secret-env go together: give both or neither")
     path = Path(args.file)
@@ -120,6 +133,9 @@ def _read_inputs(args: argparse.Namespace) -> _Inputs:
 def _env(name: str | None, option: str) -> str | None:
     if not name:
         return None
+    if not _ENV_NAME.fullmatch(name):  # perhaps a secret given by mistake: do not echo it
+        raise UsageError(f"{option} takes the name of an environment variable (letters, "
+                         "digits and _), not a value")
     if name not in os.environ:
         raise UsageError(f"{option} names {name}, which is not set in the environment")
     return os.environ[name]
