@@ -57,6 +57,7 @@ FIELD_SEPARATOR = ";"
 SIGNATURE_HASH = hashes.SHA256
 MAX_CERTIFICATE_HEADER_CHARS = 32 * 1024  # base64 of one PEM certificate: 2-4 KB in practice
 MAX_SIGNATURE_HEADER_CHARS = 2048  # RSA-8192 is 1366 characters of base64
+SIGNATURE_BYTES = (128, 1024)  # RSA-1024 to RSA-8192: anything else is not a signature
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z")
 _PEM = re.compile(rb"-----BEGIN CERTIFICATE-----([A-Za-z0-9+/=\s]+)-----END CERTIFICATE-----")
 
@@ -194,6 +195,9 @@ class SignatureVerifier:
             raise DipEdgeError(SIGNATURE_MALFORMED(
                 f"{CONTENT_HASH_HEADER} is not a SHA-256 digest"))
         signature = _b64(signature_value, SIGNATURE_HEADER, MAX_SIGNATURE_HEADER_CHARS)
+        if not SIGNATURE_BYTES[0] <= len(signature) <= SIGNATURE_BYTES[1]:
+            raise DipEdgeError(SIGNATURE_MALFORMED(
+                f"{SIGNATURE_HEADER} is {len(signature)} bytes, not an RSA signature"))
         signer = self.policy.check(_certificate_der(cert_value))
         if not signer.accepted and signer.errors[0].type in (CLIENTCERT_MALFORMED,
                                                              CLIENTCERT_MISSING):
