@@ -1,0 +1,145 @@
+"""``dip-edge check-cert``: the webhook's certificate policy from the command line."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from shared.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def files(dip_pki, tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("check-cert")
+    content = {
+        "client.pem": dip_pki.client.cert_pem(),
+        "client.der": dip_pki.client.cert_der(),
+        "bundle.pem": dip_pki.client.cert_pem() + dip_pki.intermediate.cert_pem(),
+        "server-only.pem": dip_pki.server_only.cert_pem(),
+        "stranger.pem": dip_pki.stranger.cert_pem(),
+        "expired.pem": dip_pki.expired.cert_pem(),
+        "impostor.pem": dip_pki.impostor.cert_pem(),
+        "anchors.pem": dip_pki.root.cert_pem(),
+        "chain.pem": dip_pki.intermediate.cert_pem(),
+        "ids.json": json.dumps(dip_pki.client_identities()).encode(),
+        "garbage.pem": b"-----BEGIN CERTIFICATE-----\nQUJD\n-----END CERTIFICATE-----\n",
+        "garbage.der": b"\x30\x82 definitely not DER",
+    }
+    for name, data in content.items():
+        (root / name).write_bytes(data)
+    return {name: root / name for name in content}
+
+
+@pytest.fixture(autouse=True)
+def _clean_trust_env(monkeypatch):
+    for name in ("DIP_CLIENT_TRUST_ANCHORS", "DIP_CLIENT_INTERMEDIATES", "DIP_CLIENT_IDENTITIES",
+                 "DIP_CLIENT_EKU", "AIA_FETCH"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def _run(capsys, *argv: str) -> tuple[int, dict]:
+    code = main(["check-cert", *map(str, argv), "--json"])
+    out = capsys.readouterr().out
+    return code, json.loads(out)
+
+
+def _trust(files) -> list:
+    return ["--anchors", files["anchors.pem"], "--chain", files["chain.pem"],
+            "--identities", files["ids.json"]]
+
+
+def test_accepted_pem_and_der(capsys, files):
+    for cert in ("client.pem", "client.der"):
+        code, doc = _run(capsys, files[cert], *_trust(files))
+        assert code == 0 and doc["accepted"] is True and doc["errors"] == []
+        assert set(doc) == {"accepted", "errors", "warnings", "certificate"}
+        assert doc["certificate"]["commonName"] == "dip-webhook-client.elexon.example"
+
+
+def test_chain_after_the_leaf_in_the_cert_file_is_used(capsys, files):
+    code, doc = _run(capsys, files["bundle.pem"], "--anchors", files["anchors.pem"])
+    assert code == 0, doc["errors"]
+    code, doc = _run(capsys, files["client.pem"], "--anchors", files["anchors.pem"])
+    assert code == 1 and doc["errors"][0]["code"] == "clientcert.untrusted"
+
+
+@pytest.mark.parametrize(("cert", "code_expected"), [
+    ("stranger.pem", "clientcert.identity_mismatch"),
+    ("expired.pem", "clientcert.expired"),
+    ("impostor.pem", "clientcert.untrusted"),
+    ("server-only.pem", "clientcert.untrusted"),
+    ("garbage.pem", "clientcert.malformed"),
+    ("garbage.der", "clientcert.malformed"),
+])
+def test_rejections_exit_1_with_the_webhooks_codes(capsys, files, cert, code_expected):
+    code, doc = _run(capsys, files[cert], *_trust(files))
+    assert code == 1 and doc["accepted"] is False
+    assert [e["code"] for e in doc["errors"]] == [code_expected]
+
+
+def test_usage_any_accepts_a_server_auth_only_certificate(capsys, files):
+    code, doc = _run(capsys, files["server-only.pem"], *_trust(files), "--usage", "any")
+    assert code == 0, doc
+    assert doc["certificate"]["extendedKeyUsages"] == ["serverAuth"]
+
+
+def test_at_answers_will_it_be_accepted_then(capsys, files, dip_pki):
+    after = dip_pki.client.certificate.not_valid_after_utc.strftime("%Y-%m-%dT%H:%M:%SZ")
+    code, doc = _run(capsys, files["client.pem"], *_trust(files), "--at", after)
+    assert code == 0
+    code, doc = _run(capsys, files["client.pem"], *_trust(files), "--at", "2099-01-01T00:00:00Z")
+    assert code == 1 and doc["errors"][0]["code"] == "clientcert.expired"
+
+
+def test_options_override_the_settings(capsys, files, dip_pki, monkeypatch):
+    for name, value in dip_pki.env().items():
+        monkeypatch.setenv(name, value)
+    code, _ = _run(capsys, files["client.pem"])  # the settings alone: accepted
+    assert code == 0
+    code, doc = _run(capsys, files["client.pem"], "--identities",
+                     '[{"common_name": "somebody-else.example"}]')
+    assert code == 1 and doc["errors"][0]["code"] == "clientcert.identity_mismatch"
+    monkeypatch.setenv("DIP_CLIENT_IDENTITIES", '[{"bogus": 1}]')  # bad, but overridden
+    code, _ = _run(capsys, files["client.pem"], "--identities", files["ids.json"])
+    assert code == 0
+
+
+def test_no_identity_rules_is_a_warning(capsys, files):
+    code, doc = _run(capsys, files["client.pem"], "--anchors", files["anchors.pem"],
+                     "--chain", files["chain.pem"])
+    assert code == 0
+    assert [w["code"] for w in doc["warnings"]] == ["clientcert.no_identity_rules"]
+
+
+@pytest.mark.parametrize("argv", [
+    ["missing.pem"],
+    ["client.pem", "--at", "next tuesday"],
+    ["client.pem", "--anchors", "missing.pem"],
+    ["client.pem", "--anchors", "ids.json"],
+    ["client.pem", "--chain", "client.pem"],
+    ["client.pem", "--identities", '[{"thumbprnt": "AB"}]'],
+    ["client.pem", "--usage", "both"],
+])
+def test_usage_errors_exit_2(capsys, files, argv):
+    resolved = [str(files.get(a, a)) for a in argv]
+    try:
+        code = main(["check-cert", *resolved])
+    except SystemExit as exc:  # argparse's own usage errors
+        code = exc.code
+    assert code == 2
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_installed_command_human_output(files):
+    done = subprocess.run(
+        [str(REPO / ".venv" / "bin" / "dip-edge"), "check-cert", str(files["stranger.pem"]),
+         *map(str, _trust(files))], capture_output=True, text=True, timeout=60,
+        env={"PATH": "/usr/bin:/bin"})
+    assert done.returncode == 1
+    assert done.stdout.startswith("REJECTED as a DIP client certificate")
+    assert "clientcert.identity_mismatch" in done.stdout
