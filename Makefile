@@ -21,6 +21,13 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $@
 
+# checkov pins many libraries (and an older pycep-parser), so it lives in its own venv.
+$(INFRA_STAMP): requirements-infra.txt
+	test -x $(INFRA_VENV)/bin/python || $(PYTHON) -m venv $(INFRA_VENV)
+	$(INFRA_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(INFRA_VENV)/bin/python -m pip install --quiet -r requirements-infra.txt
+	touch $@
+
 $(AZURITE): package.json
 	npm install --no-audit --no-fund --loglevel=error
 	touch $@
@@ -28,7 +35,7 @@ $(AZURITE): package.json
 run: $(STAMP)
 	$(BIN)/dip-edge serve
 
-test: $(STAMP) $(AZURITE)
+test: $(STAMP) $(AZURITE) $(INFRA_STAMP)
 	$(BIN)/python -m pytest -n 2 --dist loadgroup
 
 bench: $(STAMP) $(AZURITE)

@@ -132,6 +132,9 @@ param dipSignerIntermediates string = ''
 @description('Identity rules (inline JSON) for the DIP signing certificate; empty: the client certificate\'s.')
 param dipSignerIdentities string = ''
 
+@description('Key Vault secret or certificate holding the participant\'s DIP signing/mTLS certificate, for the expiry monitor; empty: not watched.')
+param signingCertificateSecretName string = ''
+
 @description('Extra issuers the PFX checker accepts (inline PEM); empty: GlobalSign only.')
 param pfxTrustedIssuers string = ''
 
@@ -192,11 +195,17 @@ var opsOnlySettings = {
   SECRET_NAME_API_KEY: 'globalsign-api-key'
   SECRET_NAME_API_SECRET: 'globalsign-api-secret'
   SECRET_NAME_PFX: 'globalsign-pfx'
+  SECRET_NAME_CREDENTIAL_SET: 'globalsign-credential-set'
+  // Certificates the expiry monitor watches besides the PFX; empty: not watched.
+  SECRET_NAME_SIGNING_CERT: signingCertificateSecretName
+  SECRET_NAME_TLS_CERT: empty(customHostname) ? '' : tlsCertificateName
+  KEY_VAULT_MAX_RETRIES: '3'
   ATLAS_BASE_URL: 'https://emea.api.hvca.globalsign.com:8443/v2'
   // Empty: the system trust store verifies GlobalSign's public server certificate.
   ATLAS_CA_BUNDLE: ''
   ATLAS_TIMEOUT_SECONDS: '15'
   ATLAS_MAX_RETRIES: '3'
+  ATLAS_RETRY_BACKOFF_SECONDS: '1'
   PFX_TRUSTED_ISSUERS: pfxTrustedIssuers
   CREDENTIALS_MAX_BODY_BYTES: '2097152'
   // Deliberately empty: a non-empty EVENTS_STORAGE would be read by the Functions host as a

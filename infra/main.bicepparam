@@ -47,6 +47,9 @@ param dipSignerTrustAnchors = ''
 param dipSignerIntermediates = ''
 param dipSignerIdentities = ''
 
+// The participant's own DIP signing/mTLS certificate in Key Vault, for the expiry monitor.
+param signingCertificateSecretName = ''
+
 // Extra issuers the PFX checker accepts (a private or test CA); empty: GlobalSign only.
 param pfxTrustedIssuers = ''
 
