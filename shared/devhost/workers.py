@@ -15,5 +15,7 @@ from shared.settings import Settings
 
 
 def background_workers(settings: Settings, functions: FunctionTable) -> list[Worker]:
-    """None yet: the HTTP functions are all ``serve`` runs so far."""
-    return []
+    """The timer and queue functions (``monitor``; ``events`` when EVENTS_STORAGE is set)."""
+    from shared.devhost.triggers import trigger_workers
+
+    return trigger_workers(settings, functions)

@@ -1,0 +1,73 @@
+"""Background workers for ``function_app.py``'s timer and queue triggers (``dip-edge serve``).
+
+Each worker is built from the function's own binding, as the Functions host reads it:
+``%NAME%`` in a schedule or queue name is the app setting ``NAME``; a queue trigger's
+``connection`` names the setting holding the storage connection. A timer runs on its
+NCRONTAB schedule; a queue trigger runs only when its connection is configured (locally:
+EVENTS_STORAGE pointing at Azurite).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+
+from shared.devhost.ncrontab import Schedule
+from shared.devhost.queue_poller import QueuePoller
+from shared.devhost.timer import TimerWorker
+from shared.settings import Settings
+
+logger = logging.getLogger("dip_edge.devhost")
+
+def resolve(value: str, settings: Settings) -> str | None:
+    """``%NAME%`` → the setting's value (None when unset); anything else as it is."""
+    match = re.fullmatch(r"%([A-Za-z0-9_]+)%", value)
+    if not match:
+        return value
+    resolved = getattr(settings, match.group(1).lower(), None)
+    return str(resolved) if resolved not in (None, "") else None
+
+
+def trigger_workers(settings: Settings, functions) -> list:
+    """A worker for every timer and queue function in ``functions.others``."""
+    workers: list = []
+    for name, function in functions.others.items():
+        binding = next(b for b in json.loads(function.get_function_json())["bindings"]
+                       if b["direction"] == "IN" and b["type"].endswith("Trigger"))
+        if binding["type"] == "timerTrigger":
+            worker = _timer(name, binding, function, settings)
+        elif binding["type"] == "queueTrigger":
+            worker = _queue(name, binding, function, settings)
+        else:
+            logger.info("function %s (%s) is not run by the local host", name, binding["type"])
+            worker = None
+        if worker is not None:
+            workers.append(worker)
+    return workers
+
+
+def _timer(name: str, binding: dict, function, settings: Settings) -> TimerWorker | None:
+    expression = resolve(binding["schedule"], settings) or ""
+    try:
+        schedule = Schedule.parse(expression)
+    except ValueError as exc:
+        logger.error("timer function %s not started: schedule %r: %s", name, expression, exc)
+        return None
+    logger.info("timer function %s runs on %r", name, expression)
+    return TimerWorker(name, schedule, function.get_user_function())
+
+
+def _queue(name: str, binding: dict, function, settings: Settings) -> QueuePoller | None:
+    from shared.events.storage import queue_client
+    from shared.services.events import MAX_DEQUEUE_COUNT
+
+    connection = resolve(f"%{binding['connection']}%", settings)
+    queue = resolve(binding["queueName"], settings)
+    if not connection or not queue:
+        logger.info("queue function %s not started: %s is not set", name,
+                    binding["connection"])
+        return None
+    logger.info("queue function %s reads queue %r", name, queue)
+    return QueuePoller(name, lambda q: queue_client(settings, q, base64_messages=False), queue,
+                       function.get_user_function(), max_dequeue_count=MAX_DEQUEUE_COUNT)

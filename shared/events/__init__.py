@@ -1,0 +1,1 @@
+"""Event Grid events delivered through a Storage queue: parsing, storage, queue polling."""

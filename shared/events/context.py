@@ -1,0 +1,43 @@
+"""What every event handler gets: settings, the message's id, and lazily opened stores."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from functools import cached_property
+
+from shared.settings import Settings
+
+logger = logging.getLogger("dip_edge.events")
+
+
+class EventContext:
+    """Opened once per queue message; the stores are opened only if a handler needs them."""
+
+    def __init__(self, settings: Settings, message_id: str | None) -> None:
+        self.settings = settings
+        self.message_id = message_id
+
+    @cached_property
+    def reports(self):
+        from shared.events.reports import open_reports
+
+        return open_reports(self.settings)
+
+    @cached_property
+    def store(self):
+        from shared.vault import open_store
+
+        return open_store(self.settings)
+
+
+@dataclass(frozen=True)
+class Handled:
+    """What became of one event: ``action`` and the report that records it, if any.
+
+    Actions: ``validated``, ``duplicate`` (already reported), ``expiry``, ``ignored``,
+    ``rejected`` (a malformed event), ``superseded`` (the upload was replaced).
+    """
+
+    action: str
+    report: str | None = None

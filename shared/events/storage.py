@@ -1,0 +1,188 @@
+"""The Storage account behind EVENTS_STORAGE: clients, uploads and the poison queue.
+
+``EVENTS_STORAGE`` is a connection string (Azurite, keys) or an account URL such as
+``https://acct.blob.core.windows.net`` (identity-based: ``DefaultAzureCredential``; the
+queue endpoint is derived by swapping ``.blob.`` for ``.queue.`` and back). The Azure SDKs
+are imported on first use. Every storage failure that may pass (network, 5xx, throttling)
+becomes ``DipEdgeError(storage.unavailable)``, which the event handler treats as
+transient.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import lru_cache
+
+from shared.problems import CONFIG_INVALID, EVENTS_STORAGE_UNAVAILABLE, DipEdgeError
+from shared.settings import Settings
+
+# Fail within seconds rather than hang a function invocation: the queue retries anyway.
+# (The storage SDKs' own default waits 15 s, then 18 s, between tries.)
+CLIENT_OPTIONS = {"connection_timeout": 5, "read_timeout": 20, "retry_total": 2,
+                  "initial_backoff": 0.2, "increment_base": 1.2, "random_jitter_range": 0.3}
+
+
+def _connection(settings: Settings) -> str:
+    value = settings.events_storage
+    if not value:
+        raise DipEdgeError(CONFIG_INVALID("EVENTS_STORAGE is not set: event handling needs a "
+                                          "Storage account for reports and uploads"))
+    return value
+
+
+def _is_connection_string(value: str) -> bool:
+    return "=" in value and not value.lower().startswith("https://")
+
+
+def _account_url(value: str, service: str) -> str:
+    other = "queue" if service == "blob" else "blob"
+    return value.rstrip("/").replace(f".{other}.", f".{service}.")
+
+
+@lru_cache(maxsize=1)
+def _credential():
+    from azure.identity import DefaultAzureCredential
+
+    return DefaultAzureCredential()
+
+
+@lru_cache(maxsize=4)
+def _blob_service(connection: str):
+    from azure.storage.blob import BlobServiceClient
+
+    if _is_connection_string(connection):
+        return BlobServiceClient.from_connection_string(connection, **CLIENT_OPTIONS)
+    return BlobServiceClient(_account_url(connection, "blob"), credential=_credential(),
+                             **CLIENT_OPTIONS)
+
+
+def blob_service(settings: Settings):
+    """A cached ``BlobServiceClient`` for EVENTS_STORAGE."""
+    return _blob_service(_connection(settings))
+
+
+def queue_client(settings: Settings, queue: str, *, base64_messages: bool = True):
+    """A ``QueueClient``; messages base64-encoded as Event Grid and the Functions host do."""
+    from azure.storage.queue import (
+        QueueClient,
+        TextBase64DecodePolicy,
+        TextBase64EncodePolicy,
+    )
+
+    connection = _connection(settings)
+    policies = ({"message_encode_policy": TextBase64EncodePolicy(),
+                 "message_decode_policy": TextBase64DecodePolicy()} if base64_messages else {})
+    if _is_connection_string(connection):
+        return QueueClient.from_connection_string(connection, queue, **policies,
+                                                  **CLIENT_OPTIONS)
+    return QueueClient(_account_url(connection, "queue"), queue, credential=_credential(),
+                       **policies, **CLIENT_OPTIONS)
+
+
+@contextlib.contextmanager
+def storage_errors(what: str) -> Iterator[None]:
+    """Turn Azure SDK failures that may pass into ``storage.unavailable``."""
+    from azure.core.exceptions import (
+        ClientAuthenticationError,
+        HttpResponseError,
+        ServiceRequestError,
+        ServiceResponseError,
+    )
+
+    try:
+        yield
+    except (ServiceRequestError, ServiceResponseError) as exc:
+        raise DipEdgeError(EVENTS_STORAGE_UNAVAILABLE(
+            f"{what}: storage did not answer ({type(exc).__name__})")) from None
+    except ClientAuthenticationError:
+        raise DipEdgeError(EVENTS_STORAGE_UNAVAILABLE(
+            f"{what}: storage refused the app's identity")) from None
+    except HttpResponseError as exc:
+        if exc.status_code in (404, 409, 412):
+            raise  # the caller decides what a missing or changed resource means
+        raise DipEdgeError(EVENTS_STORAGE_UNAVAILABLE(
+            f"{what}: storage answered HTTP {exc.status_code}")) from None
+
+
+def normalise_etag(etag: str | None) -> str | None:
+    """ETags without the quotes the blob service adds (Event Grid sends them bare)."""
+    return etag.strip().strip('"') if etag else None
+
+
+@dataclass(frozen=True)
+class Upload:
+    """An uploaded blob as found: ``data`` is None when absent, replaced or too large."""
+
+    exists: bool
+    size: int = 0
+    etag: str | None = None
+    data: bytes | None = None
+
+
+def fetch_upload(settings: Settings, container: str, name: str, *, etag: str | None,
+                 max_bytes: int) -> Upload:
+    """Download an uploaded blob if it is still the one the event announced and not huge."""
+    from azure.core import MatchConditions
+    from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
+
+    blob = blob_service(settings).get_blob_client(container, name)
+    with storage_errors(f"reading upload {container}/{name}"):
+        try:
+            props = blob.get_blob_properties()
+        except ResourceNotFoundError:
+            return Upload(exists=False)
+        current = normalise_etag(props.etag)
+        if (etag and current != normalise_etag(etag)) or props.size > max_bytes:
+            return Upload(exists=True, size=props.size, etag=current)
+        if props.size == 0:
+            return Upload(exists=True, size=0, etag=current, data=b"")
+        try:
+            # The range stops a blob that grew since get_blob_properties from being read whole.
+            data = blob.download_blob(offset=0, length=max_bytes + 1, etag=props.etag,
+                                      match_condition=MatchConditions.IfNotModified).readall()
+        except ResourceModifiedError:
+            return Upload(exists=True, size=props.size, etag=None)
+        except ResourceNotFoundError:
+            return Upload(exists=False)
+    return Upload(exists=True, size=len(data), etag=current, data=data)
+
+
+def delete_upload(settings: Settings, container: str, name: str, etag: str | None) -> bool:
+    """Delete the uploaded blob if it is still that version; False if gone or replaced."""
+    from azure.core import MatchConditions
+    from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
+
+    blob = blob_service(settings).get_blob_client(container, name)
+    conditions = ({"etag": f'"{normalise_etag(etag)}"',
+                   "match_condition": MatchConditions.IfNotModified} if etag else {})
+    with storage_errors(f"deleting upload {container}/{name}"):
+        try:
+            blob.delete_blob(delete_snapshots="include", **conditions)
+        except (ResourceNotFoundError, ResourceModifiedError):
+            return False
+    return True
+
+
+def send_message(settings: Settings, queue: str, text: str) -> None:
+    """Enqueue ``text`` base64-encoded, creating the queue if needed (as the host does)."""
+    from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+
+    client = queue_client(settings, queue)
+    with storage_errors(f"writing to queue {queue}"):
+        try:
+            client.send_message(text)
+        except ResourceNotFoundError:
+            with contextlib.suppress(ResourceExistsError):
+                client.create_queue()
+            client.send_message(text)
+
+
+def decode_queue_text(content: str) -> bytes:
+    """What the Functions host passes a queue function: base64-decoded when it is base64."""
+    try:
+        return base64.b64decode(content, validate=True)
+    except ValueError:
+        return content.encode()

@@ -1,0 +1,139 @@
+"""The ``events`` queue function: Event Grid events about Key Vault and PFX uploads.
+
+``handle_message(body, message_id, dequeue_count, settings)`` decodes the message (raw or
+base64 JSON; one event or an array; Event Grid or CloudEvents schema) and dispatches
+each event:
+
+- ``Microsoft.KeyVault.{Secret,Certificate}NewVersionCreated`` for SECRET_NAME_PFX →
+  validate that version (:mod:`shared.events.keyvault`);
+- ``...NearExpiry`` / ``...Expired`` → a warning / error record;
+- ``Microsoft.Storage.BlobCreated`` in UPLOADS_CONTAINER → :mod:`shared.events.uploads`;
+- anything else → ignored with a debug record.
+
+Failure policy (the queue's maxDequeueCount is :data:`MAX_DEQUEUE_COUNT`, as in host.json):
+
+- *permanent* (a malformed event, a PFX that is not PKCS#12, a secret version that is
+  gone...): recorded in a failed report, logged, and the message completes — retrying
+  would not change the answer;
+- *transient* (secret store, storage or GlobalSign unavailable; a misconfiguration that
+  can be fixed; an unexpected exception): raised, so the queue redelivers the message;
+- on the last delivery, a transient failure is written to ``<EVENTS_QUEUE>-poison`` as
+  JSON ``{"reason": {code, detail}, "messageId", "dequeueCount", "failedAt", "queue",
+  "body"}`` and the message completes; if even that write fails, the error is raised and
+  the host moves the bare message to the poison queue itself.
+
+Every step is idempotent (reports are create-only and written last), so a redelivery
+repeats nothing harmful.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, datetime
+
+from shared.events.context import EventContext, Handled, logger
+from shared.problems import INTERNAL_ERROR, DipEdgeError, Finding
+from shared.settings import Settings
+
+MAX_DEQUEUE_COUNT = 5  # host.json extensions.queues.maxDequeueCount
+POISON_SUFFIX = "-poison"
+MAX_POISON_BODY_CHARS = 40_000  # a queue message holds 64 KiB, base64 inflates by 4/3
+
+
+def handle_message(body: bytes, message_id: str | None, dequeue_count: int,
+                   settings: Settings) -> None:
+    """Handle one queue message; raises only to ask the queue for another delivery."""
+    ctx = EventContext(settings, message_id)
+    try:
+        handle_events(body, ctx)
+    except Exception as exc:
+        finding = exc.finding if isinstance(exc, DipEdgeError) else INTERNAL_ERROR(
+            f"unexpected {type(exc).__name__} while handling the event")
+        if dequeue_count < MAX_DEQUEUE_COUNT:
+            logger.warning("event message %s failed on delivery %d of %d (%s: %s); it will "
+                           "be retried", message_id, dequeue_count, MAX_DEQUEUE_COUNT,
+                           finding.code, finding.detail)
+            raise
+        _poison(body, message_id, dequeue_count, finding, settings)
+
+
+def handle_events(body: bytes, ctx: EventContext) -> list[Handled]:
+    """Dispatch every event of a message; permanent failures become failed reports."""
+    from shared.events.schema import EventError, parse_message
+
+    try:
+        events = parse_message(body)
+    except EventError as err:
+        return [_reject(body, ctx, err.finding)]
+    outcomes = []
+    for event in events:
+        try:
+            outcomes.append(dispatch(event, ctx))
+        except EventError as err:  # a well-formed envelope with unusable data
+            outcomes.append(_reject(body, ctx, err.finding, event=event.summary()))
+    return outcomes
+
+
+def dispatch(event, ctx: EventContext) -> Handled:
+    from shared.events import keyvault, uploads
+
+    if event.type in keyvault.EVENT_TYPES:
+        return keyvault.handle(event, ctx)
+    if event.type == uploads.EVENT_TYPE:
+        return uploads.handle(event, ctx)
+    logger.debug("ignored event %s of type %s", event.id, event.type)
+    return Handled("ignored")
+
+
+def _reject(body: bytes, ctx: EventContext, finding: Finding, *,
+            event: dict | None = None) -> Handled:
+    """Record a message that can never be handled, keyed by its content (idempotent)."""
+    digest = hashlib.sha256(body).hexdigest()[:32]
+    name = f"invalid/{digest}.json"
+    document = {
+        "schemaVersion": 1,
+        "kind": "invalid",
+        "outcome": "failed",
+        "valid": False,
+        "handledAt": datetime.now(UTC).isoformat(),
+        "messageId": ctx.message_id,
+        "event": event,
+        "invalid": {"sha256": hashlib.sha256(body).hexdigest(), "size": len(body)},
+        "errors": [finding.to_dict()],
+        "warnings": [],
+    }
+    if ctx.reports.create(name, document):
+        logger.error("event message %s rejected (%s: %s); report %s", ctx.message_id,
+                     finding.code, finding.detail, ctx.reports.location(name))
+    else:
+        logger.info("rejected event message already reported: %s",
+                    ctx.reports.location(name))
+    return Handled("rejected", name)
+
+
+def _poison(body: bytes, message_id: str | None, dequeue_count: int, finding: Finding,
+            settings: Settings) -> None:
+    from shared.events.storage import send_message
+
+    queue = settings.events_queue + POISON_SUFFIX
+    text = body.decode("utf-8", "replace")
+    document = {
+        "reason": finding.to_dict(),
+        "messageId": message_id,
+        "dequeueCount": dequeue_count,
+        "failedAt": datetime.now(UTC).isoformat(),
+        "queue": settings.events_queue,
+        "body": text[:MAX_POISON_BODY_CHARS],
+        "bodyTruncated": len(text) > MAX_POISON_BODY_CHARS,
+        "bodySha256": hashlib.sha256(body).hexdigest(),
+    }
+    try:
+        send_message(settings, queue, json.dumps(document))
+    except Exception as exc:
+        logger.error("event message %s failed %d times (%s: %s) and could not be written to "
+                     "%s (%s); the host moves it there", message_id, dequeue_count,
+                     finding.code, finding.detail, queue, type(exc).__name__)
+        raise
+    logger.error("event message %s failed %d times and was moved to %s: %s: %s",
+               message_id, dequeue_count, queue, finding.code, finding.detail)

@@ -1,0 +1,282 @@
+"""The expiry monitor: every certificate dip-edge knows, and how long each has left.
+
+``run_checks(settings)`` reads
+
+- the stored GlobalSign Atlas PFX (its leaf and the chain inside it), and with
+  MONITOR_REPROVE_ATLAS logs in to Atlas with the stored API key and secret;
+- the webhook's trust anchors and pinned certificates (``CertificatePolicy.for_client``
+  and ``.for_signer``: DIP_CLIENT_* / DIP_SIGNER_*);
+- the DIP signing certificate (SECRET_NAME_SIGNING_CERT) and the webhook's TLS
+  certificate (SECRET_NAME_TLS_CERT), when those settings name a secret;
+
+and grades each: ``error`` when expired or at most EXPIRY_ERROR_DAYS left (or
+unreadable), ``warning`` at most EXPIRY_WARNING_DAYS left, else ``ok``. It never raises
+for what it reads: an unreachable store or a bad setting is an ``error`` line.
+
+``run_scheduled(settings)`` (the timer) logs one summary record at the worst level and
+keeps the report as ``monitor/latest.json`` in the report store (REPORTS_CONTAINER, or
+the state directory locally), where :func:`latest_report` finds it for
+``GET /api/credentials``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from shared.problems import DipEdgeError
+from shared.settings import Settings
+
+logger = logging.getLogger("dip_edge.monitor")
+
+OK, WARNING, ERROR = "ok", "warning", "error"
+_RANK = {OK: 0, WARNING: 1, ERROR: 2}
+LATEST_REPORT = "monitor/latest.json"
+
+
+@dataclass(frozen=True)
+class CredentialStatus:
+    """One line of the monitor's table."""
+
+    credential: str  # what it is to dip-edge, e.g. "GlobalSign Atlas PFX (globalsign-pfx)"
+    level: str  # ok | warning | error
+    detail: str
+    subject: str | None = None
+    thumbprint: str | None = None  # SHA-1, upper-case hex, as the portal shows it
+    not_after: datetime | None = None
+    days_left: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"credential": self.credential, "level": self.level, "detail": self.detail,
+                "subject": self.subject, "thumbprint": self.thumbprint,
+                "notAfter": self.not_after.isoformat() if self.not_after else None,
+                "daysLeft": self.days_left}
+
+
+@dataclass(frozen=True)
+class MonitorReport:
+    checked_at: datetime
+    warning_days: int
+    error_days: int
+    credentials: tuple[CredentialStatus, ...]
+    atlas: dict | None = field(default=None)  # AtlasProof.to_dict() when re-proven
+
+    @property
+    def level(self) -> str:
+        return max((c.level for c in self.credentials), key=_RANK.__getitem__, default=OK)
+
+    def count(self, level: str) -> int:
+        return sum(1 for c in self.credentials if c.level == level)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"checkedAt": self.checked_at.isoformat(), "level": self.level,
+                "thresholds": {"warningDays": self.warning_days,
+                               "errorDays": self.error_days},
+                "counts": {lvl: self.count(lvl) for lvl in (OK, WARNING, ERROR)},
+                "credentials": [c.to_dict() for c in self.credentials],
+                "atlas": self.atlas}
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    warning_days: int
+    error_days: int
+    now: datetime
+
+    def grade(self, credential: str, cert, *, note: str = "") -> CredentialStatus:
+        """The status of one certificate by its days to expiry."""
+        from shared.certs.facts import describe
+
+        facts = describe(cert, now=self.now)
+        days = facts.days_to_expiry
+        if self.now >= facts.not_after:
+            level, detail = ERROR, f"expired {-days} day(s) ago"
+        elif self.now < facts.not_before:
+            level, detail = WARNING, f"not valid until {facts.not_before.isoformat()}"
+        elif days <= self.error_days:
+            level, detail = ERROR, f"expires in {days} day(s)"
+        elif days <= self.warning_days:
+            level, detail = WARNING, f"expires in {days} day(s)"
+        else:
+            level, detail = OK, f"{days} day(s) left"
+        return CredentialStatus(credential, level, detail + note,
+                                facts.common_name or facts.subject, facts.thumbprint_sha1,
+                                facts.not_after, days)
+
+
+def run_checks(settings: Settings, *, now: datetime | None = None) -> MonitorReport:
+    """Check every known credential once (the CLI, the timer and the credentials API)."""
+    now = now or datetime.now(UTC)
+    limits = Thresholds(settings.expiry_warning_days, settings.expiry_error_days, now)
+    lines: list[CredentialStatus] = []
+    bad = settings.errors_for("EXPIRY_WARNING_DAYS", "EXPIRY_ERROR_DAYS")
+    if bad:
+        lines.append(CredentialStatus("monitor thresholds", ERROR, "; ".join(bad)))
+    atlas = _stored_credentials(settings, limits, lines)
+    lines.extend(_policy_certificates(settings, limits))
+    for setting, label in (("secret_name_signing_cert", "DIP signing certificate"),
+                           ("secret_name_tls_cert", "webhook TLS certificate")):
+        if getattr(settings, setting):
+            lines.extend(_secret_certificate(settings, getattr(settings, setting), label,
+                                             limits))
+    return MonitorReport(now, limits.warning_days, limits.error_days, tuple(lines), atlas)
+
+
+def _store(settings: Settings):
+    from shared.vault import open_store
+
+    return open_store(settings)
+
+
+def _stored_credentials(settings: Settings, limits: Thresholds,
+                        lines: list[CredentialStatus]) -> dict | None:
+    """The Atlas PFX's leaf and chain; re-proves the credentials if asked. Returns the proof."""
+    from shared.certs.pfx_check import PfxPolicy, check_pfx
+    from shared.vault.credentials import load_credentials
+
+    label = f"GlobalSign Atlas PFX ({settings.secret_name_pfx})"
+    try:
+        stored = load_credentials(_store(settings), settings)
+    except DipEdgeError as err:
+        level = WARNING if err.code == "secrets.not_found" else ERROR
+        detail = ("no GlobalSign credentials are stored" if level == WARNING
+                  else f"{err.code}: {err.finding.detail}")
+        lines.append(CredentialStatus(label, level, detail))
+        return None
+    try:
+        report = check_pfx(stored.pfx, None, PfxPolicy.from_settings(settings), now=limits.now)
+    except DipEdgeError as err:  # config.invalid (PFX_TRUSTED_ISSUERS)
+        lines.append(CredentialStatus(label, ERROR, f"{err.code}: {err.finding.detail}"))
+        return None
+    if report.leaf is None:
+        first = report.errors[0]
+        lines.append(CredentialStatus(label, ERROR, f"unreadable: {first.code}: {first.detail}"))
+        return None
+    lines.append(limits.grade(label, report.leaf))
+    for cert in report.chain_certificates:
+        lines.append(limits.grade(f"issuer in {settings.secret_name_pfx}", cert))
+    if not settings.monitor_reprove_atlas:
+        return None
+    return _reprove(settings, stored, report, lines)
+
+
+def _reprove(settings: Settings, stored, report, lines: list[CredentialStatus]) -> dict:
+    from shared.atlas.proof import AtlasConnection, prove_credentials
+
+    proof = prove_credentials(stored.api_key, stored.api_secret, report.leaf,
+                              report.private_key, report.chain_certificates,
+                              AtlasConnection.from_settings(settings))
+    label = "GlobalSign Atlas login (stored API key, secret and PFX)"
+    if proof.proven:
+        lines.append(CredentialStatus(label, OK, "proven"))
+    else:
+        first = proof.errors[0]
+        # Atlas being busy says nothing about the credentials: warn, don't alarm.
+        level = WARNING if proof.unavailable else ERROR
+        lines.append(CredentialStatus(label, level, f"{first.code}: {first.detail}"))
+    return proof.to_dict()
+
+
+def _policy_certificates(settings: Settings, limits: Thresholds) -> Iterable[CredentialStatus]:
+    """The webhook's anchors and pinned certificates, each once, named by every role."""
+    from cryptography.hazmat.primitives import hashes
+
+    from shared.certs.policy import CertificatePolicy
+
+    roles: dict[bytes, list[str]] = {}
+    certs: dict[bytes, Any] = {}
+    for who, build in (("DIP client", CertificatePolicy.for_client),
+                       ("DIP signer", CertificatePolicy.for_signer)):
+        try:
+            policy = build(settings)
+        except DipEdgeError as err:
+            yield CredentialStatus(f"{who} certificate policy", ERROR,
+                                   f"{err.code}: {err.finding.detail}")
+            continue
+        pinned = {c.fingerprint(hashes.SHA256()) for c in policy.pinned}
+        for cert in (*policy.anchors, *policy.pinned):
+            key = cert.fingerprint(hashes.SHA256())
+            kind = "trust anchor" if cert in policy.anchors else "pinned certificate"
+            if key in pinned and kind == "trust anchor":
+                kind = "pinned trust anchor"
+            label = f"{who} {kind}"
+            certs[key] = cert
+            if label not in roles.setdefault(key, []):
+                roles[key].append(label)
+    for key, cert in certs.items():
+        yield limits.grade(", ".join(roles[key]), cert)
+
+
+def _secret_certificate(settings: Settings, name: str, label: str,
+                        limits: Thresholds) -> list[CredentialStatus]:
+    """A certificate kept in the secret store: PEM, or base64 PKCS#12 (a Key Vault
+    certificate read through the secrets API)."""
+    credential = f"{label} ({name})"
+    try:
+        secret = _store(settings).get_secret(name)
+    except DipEdgeError as err:
+        return [CredentialStatus(credential, ERROR, f"{err.code}: {err.finding.detail}")]
+    certs = _certificates(secret.value, secret.content_type)
+    if isinstance(certs, str):
+        return [CredentialStatus(credential, ERROR, certs)]
+    return [limits.grade(credential, certs[0])] + [
+        limits.grade(f"issuer in {name}", cert) for cert in certs[1:]]
+
+
+def _certificates(value: str, content_type: str | None) -> list | str:
+    """[leaf, *chain] from a secret value, or why they cannot be read."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import pkcs12
+
+    if "-----BEGIN CERTIFICATE-----" in value:
+        try:
+            return x509.load_pem_x509_certificates(value.encode())
+        except ValueError:
+            return "the secret holds PEM that is not a readable certificate"
+    try:
+        data = base64.b64decode("".join(value.split()), validate=True)
+        loaded = pkcs12.load_pkcs12(data, None)
+    except (binascii.Error, ValueError):
+        return (f"the secret ({content_type or 'no content type'}) is neither PEM "
+                "certificates nor a password-less base64 PKCS#12")
+    if loaded.cert is None:
+        return "the PKCS#12 in the secret holds no certificate"
+    return [loaded.cert.certificate] + [c.certificate for c in loaded.additional_certs]
+
+
+def run_scheduled(settings: Settings) -> None:
+    """The timer: check, log one summary record, keep the report for the API."""
+    report = run_checks(settings)
+    worst = min((c for c in report.credentials if c.days_left is not None),
+                key=lambda c: c.days_left, default=None)
+    nearest = (f"; nearest expiry: {worst.credential} in {worst.days_left} day(s)"
+               if worst else "")
+    problems = [c for c in report.credentials if c.level != OK]
+    listed = "; ".join(f"{c.credential}: {c.detail}" for c in problems[:5])
+    logger.log({OK: logging.INFO, WARNING: logging.WARNING, ERROR: logging.ERROR}[report.level],
+               "expiry monitor: %d credential(s) checked, %d error(s), %d warning(s)%s%s",
+               len(report.credentials), report.count(ERROR), report.count(WARNING), nearest,
+               f" — {listed}" if listed else "")
+    try:
+        from shared.events.reports import open_reports
+
+        open_reports(settings).put(LATEST_REPORT, report.to_dict())
+    except DipEdgeError as err:
+        logger.error("expiry monitor: the report could not be kept (%s: %s)", err.code,
+                     err.finding.detail)
+
+
+def latest_report(settings: Settings) -> dict | None:
+    """The last report the timer kept, or None (never run, or its store unreachable)."""
+    from shared.events.reports import open_reports
+
+    try:
+        return open_reports(settings).get(LATEST_REPORT)
+    except DipEdgeError as err:
+        logger.warning("the latest monitor report could not be read (%s)", err.code)
+        return None
