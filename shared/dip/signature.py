@@ -59,7 +59,7 @@ MAX_CERTIFICATE_HEADER_CHARS = 32 * 1024  # base64 of one PEM certificate: 2-4 K
 MAX_SIGNATURE_HEADER_CHARS = 2048  # RSA-8192 is 1366 characters of base64
 SIGNATURE_BYTES = (128, 1024)  # RSA-1024 to RSA-8192: anything else is not a signature
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z")
-_PEM = re.compile(rb"-----BEGIN CERTIFICATE-----([A-Za-z0-9+/=\s]+)-----END CERTIFICATE-----")
+_PEM_BEGIN, _PEM_END = b"-----BEGIN CERTIFICATE-----", b"-----END CERTIFICATE-----"
 
 
 def format_date(at: dt.datetime) -> str:
@@ -116,11 +116,13 @@ def _certificate_der(value: str) -> bytes:
     decoded = _b64(value, CERTIFICATE_HEADER, MAX_CERTIFICATE_HEADER_CHARS)
     if not decoded.lstrip().startswith(b"-----BEGIN"):
         return decoded
-    match = _PEM.search(decoded)
-    if match is None:
+    start = decoded.find(_PEM_BEGIN)
+    end = decoded.find(_PEM_END, start)
+    if start < 0 or end < 0:
         raise DipEdgeError(SIGNATURE_MALFORMED(f"{CERTIFICATE_HEADER} is not a PEM certificate"))
     try:
-        return base64.b64decode(b"".join(match.group(1).split()), validate=True)
+        return base64.b64decode(b"".join(decoded[start + len(_PEM_BEGIN):end].split()),
+                                validate=True)
     except (binascii.Error, ValueError):
         raise DipEdgeError(SIGNATURE_MALFORMED(
             f"{CERTIFICATE_HEADER} holds a PEM certificate that is not base64")) from None
