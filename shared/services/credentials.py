@@ -74,6 +74,7 @@ def submit(request: Request, settings: Settings) -> HttpResult:
 
 
 def describe(request: Request, settings: Settings) -> HttpResult:
+    from shared.services.monitor import latest_report
     from shared.vault import open_store
     from shared.vault.credentials import load_metadata
 
@@ -82,7 +83,8 @@ def describe(request: Request, settings: Settings) -> HttpResult:
     except DipEdgeError as err:
         return error_result(err)
     return json_result(200, {"stored": metadata is not None,
-                             "credentials": metadata.to_dict() if metadata else None})
+                             "credentials": metadata.to_dict() if metadata else None,
+                             "monitor": latest_report(settings)})
 
 
 def check_submission(submission: Submission, settings: Settings) -> Verdict:
