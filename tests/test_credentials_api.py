@@ -155,7 +155,8 @@ def test_validate_checks_everything_and_stores_nothing(env, fake_atlas, fake_key
 def test_get_with_nothing_stored(env):
     response = get()
     assert response.status_code == 200
-    assert json.loads(response.get_body()) == {"stored": False, "credentials": None}
+    body = json.loads(response.get_body())
+    assert (body["stored"], body["credentials"]) == (False, None)
 
 
 def test_expiring_soon_is_a_warning_and_still_added(env, fake_atlas):
