@@ -54,7 +54,7 @@ resource deadLetterContainer 'Microsoft.Storage/storageAccounts/blobServices/con
   name: '${storageAccountName}/default/${deadLetterContainerName}'
 }
 
-resource vaultTopic 'Microsoft.EventGrid/systemTopics@2023-12-15-preview' = {
+resource vaultTopic 'Microsoft.EventGrid/systemTopics@2022-06-15' = {
   name: 'evgt-kv-${nameSuffix}'
   location: location
   identity: {
@@ -66,7 +66,7 @@ resource vaultTopic 'Microsoft.EventGrid/systemTopics@2023-12-15-preview' = {
   }
 }
 
-resource storageTopic 'Microsoft.EventGrid/systemTopics@2023-12-15-preview' = {
+resource storageTopic 'Microsoft.EventGrid/systemTopics@2022-06-15' = {
   name: 'evgt-st-${nameSuffix}'
   location: location
   identity: {
@@ -121,7 +121,7 @@ resource storageTopicDeadLetters 'Microsoft.Authorization/roleAssignments@2022-0
   }
 }
 
-resource vaultEvents 'Microsoft.EventGrid/systemTopics/eventSubscriptions@2023-12-15-preview' = {
+resource vaultEvents 'Microsoft.EventGrid/systemTopics/eventSubscriptions@2022-06-15' = {
   parent: vaultTopic
   name: 'to-events-queue'
   dependsOn: [
@@ -165,7 +165,7 @@ resource vaultEvents 'Microsoft.EventGrid/systemTopics/eventSubscriptions@2023-1
   }
 }
 
-resource uploadEvents 'Microsoft.EventGrid/systemTopics/eventSubscriptions@2023-12-15-preview' = {
+resource uploadEvents 'Microsoft.EventGrid/systemTopics/eventSubscriptions@2022-06-15' = {
   parent: storageTopic
   name: 'uploads-to-events-queue'
   dependsOn: [
