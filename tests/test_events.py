@@ -389,3 +389,73 @@ def test_blob_events_from_other_containers_are_ignored(env):
     deliver(env.cs, env.queue)
     assert reports(env) == {}
     assert receive_one(env.cs, env.queue) is None
+
+
+# --- the same through Key Vault (the fake, driven by the real SecretClient) -----------------
+
+
+@pytest.fixture
+def kv_env(env, fake_keyvault):
+    env.set(**fake_keyvault.env())
+    env.vault = fake_keyvault
+    return env
+
+
+def test_key_vault_new_version_is_pulled_by_version_and_tagged_in_the_vault(kv_env, atlas):
+    save_api_credentials(atlas.leaf)
+    name = get_settings().secret_name_pfx
+    version = store().set_secret(name, base64.b64encode(atlas.renewed.pfx()).decode(),
+                                 content_type="application/x-pkcs12",
+                                 tags={"uploadedBy": "pipeline"}).version
+    put_pfx(base64.b64encode(b"a later version, not a PFX").decode())  # latest != event's
+    enqueue(kv_env.cs, kv_env.queue, key_vault_event(
+        "SecretNewVersionCreated", name, version, vault_url=kv_env.vault.url))
+    deliver(kv_env.cs, kv_env.queue)
+    (report,) = reports(kv_env).values()
+    assert report["outcome"] == "passed" and report["secret"]["version"] == version
+    bundle = next(b for b in kv_env.vault.secrets[name] if b["id"].endswith(version))
+    assert bundle["tags"]["validation"] == "passed"
+    assert bundle["tags"]["uploadedBy"] == "pipeline"  # merged, not replaced
+
+
+def test_events_from_another_vault_are_ignored(kv_env):
+    enqueue(kv_env.cs, kv_env.queue, new_version_event("b" * 32))  # VAULT, not the fake
+    deliver(kv_env.cs, kv_env.queue)
+    assert reports(kv_env) == {}
+
+
+def test_key_vault_outage_is_retried_and_poisoned_on_the_last_attempt(kv_env):
+    version = put_pfx("AAAA")
+    enqueue(kv_env.cs, kv_env.queue, key_vault_event(
+        "SecretNewVersionCreated", get_settings().secret_name_pfx, version,
+        vault_url=kv_env.vault.url))
+    kv_env.vault.down = True
+    with pytest.raises(Exception) as raised:
+        deliver(kv_env.cs, kv_env.queue, dequeue_count=1)
+    assert getattr(raised.value, "code", None) == "secrets.unavailable"
+    deliver(kv_env.cs, kv_env.queue, dequeue_count=5)
+    (poisoned,) = poison_messages(kv_env.cs, kv_env.queue)
+    assert poisoned["reason"]["code"] == "secrets.unavailable"
+    assert reports(kv_env) == {}
+
+
+def test_key_vault_failing_mid_import_leaves_nothing_half_written(kv_env, atlas):
+    from shared.vault.credentials import load_credentials, load_metadata
+
+    kv_env.set(UPLOAD_IMPORT_TO_KEY_VAULT="true")
+    save_api_credentials(atlas.leaf)
+    before = load_metadata(store(), get_settings())
+    upload(kv_env, "renewal.pfx", atlas.renewed.pfx())
+    kv_env.vault.fail_writes_after(1)  # the import's first write lands, the next fail
+    with pytest.raises(Exception) as raised:
+        deliver(kv_env.cs, kv_env.queue, dequeue_count=1)
+    assert getattr(raised.value, "code", None) == "secrets.unavailable"
+    assert reports(kv_env) == {} and uploaded_names(kv_env) == ["renewal.pfx"]
+    assert load_metadata(store(), get_settings()) == before  # the old set is still current
+    kv_env.vault.fail_writes_after(None)
+    deliver(kv_env.cs, kv_env.queue, dequeue_count=2)
+    (report,) = reports(kv_env).values()
+    assert report["outcome"] == "passed" and report["imported"]["alreadyCurrent"] is False
+    assert load_credentials(store(), get_settings()).metadata.thumbprint == \
+        report["certificate"]["thumbprintSha1"]
+    assert uploaded_names(kv_env) == []

@@ -83,7 +83,7 @@ def decode_body(body: bytes | str) -> Any:
     if len(raw) > MAX_MESSAGE_BYTES:
         raise EventError(f"the message is {len(raw)} bytes; a queue message holds at most "
                          f"{MAX_MESSAGE_BYTES}")
-    text = raw.strip().removeprefix(b"\xef\xbb\xbf")
+    text = raw.strip().removeprefix(b"\xef\xbb\xbf").strip()
     if not text:
         raise EventError("the message is empty")
     if text[:1] not in (b"{", b"["):
@@ -220,7 +220,9 @@ def key_vault_object(event: Event) -> KeyVaultObject:
     if not name:
         raise EventError("the Key Vault event names no object (data.Id, data.ObjectName and "
                          "subject are all empty)")
-    kind = kind or event.type.removeprefix("Microsoft.KeyVault.").split("New")[0]
+    if not kind:
+        suffix = event.type.removeprefix("Microsoft.KeyVault.")
+        kind = next((k for k in ("Secret", "Certificate", "Key") if suffix.startswith(k)), "")
     return KeyVaultObject(host, kind, name, version, _epoch(data.get("EXP"), "EXP"))
 
 
