@@ -39,10 +39,12 @@ def test_messages_keep_order_and_fields():
     assert json.loads(first.raw) == payload("a", replayIndicator=True)
 
 
-def test_raw_is_canonical_whatever_the_formatting():
-    compact = parse_delivery(body(payload("a")))[0].raw
-    spaced = parse_delivery(json.dumps([payload("a")], indent=4).encode())[0].raw
-    assert compact == spaced == canonical_json(payload("a"))
+def test_raw_is_each_element_exactly_as_delivered():
+    first = json.dumps(payload("a"), indent=4, ensure_ascii=False)
+    second = '{"payload": {"CommonBlock": {"S0": {"interfaceID": "IF-1"}}}, "n": 1.50}'
+    raw = f" \n[ {first} ,\n\t{second}\n] ".encode()
+    messages = parse_delivery(raw)
+    assert [m.raw for m in messages] == [first.encode(), second.encode()]
 
 
 def test_message_without_transaction_id_is_keyed_by_payload_hash():
@@ -64,6 +66,11 @@ def test_message_without_transaction_id_is_keyed_by_payload_hash():
     (b"\xff\xfe[]", "not UTF-8"),
     (b'["\xc3\x28"]', "not UTF-8"),
     (b"[NaN]", "NaN"),
+    (b"[{}, ]", "Expecting value"),
+    (b"[{} {}]", "delimiter"),
+    (b"[{}] x", "Extra data"),
+    (b"[{}", "delimiter"),
+    (b"{", "not valid JSON"),
     (b"[" * 200_000 + b"]" * 200_000, "nested too deeply"),
 ])
 def test_malformed_json(raw, fragment):
@@ -82,6 +89,7 @@ def test_nesting_just_under_the_parser_limit_is_still_handled():
     ({"payload": {}}, "JSON array of messages, not a JSON object"),
     ("text", "not a JSON string"),
     ([], "no messages"),
+    (None, "not a JSON null"),
     ([1], "Message [0]: the element is a JSON number"),
     ([{}], "Message [0]: payload is missing"),
     ([{"payload": []}], "Message [0]: payload is a JSON array"),

@@ -34,7 +34,7 @@ class Message:
     publication_id: str | None  # D0.publicationID, e.g. "PUB-035"
     replay_indicator: bool  # D0.replayIndicator: the DIP says this may be a re-delivery
     message_date: str | None  # YYYY-MM-DD of D0.transactionTimestamp (or S1.senderTimestamp)
-    raw: bytes  # the element as canonical JSON (sorted keys, compact, UTF-8)
+    raw: bytes  # the element exactly as delivered (its UTF-8 bytes within the body)
 
     @property
     def keyed_by_hash(self) -> bool:
@@ -51,22 +51,63 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
-def _load(body: bytes) -> Any:
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+_SPACE = re.compile(r"[ \t\n\r]*")
+
+
+def _malformed(detail: str) -> DipEdgeError:
+    return DipEdgeError(MESSAGE_MALFORMED_JSON(detail))
+
+
+def _decode(body: bytes) -> str:
     try:
-        text = body.decode("utf-8")
+        return body.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise DipEdgeError(MESSAGE_MALFORMED_JSON(
-            f"The body is not UTF-8 (invalid byte at offset {exc.start}).")) from None
+        raise _malformed(f"The body is not UTF-8 (invalid byte at offset {exc.start}).") from None
+
+
+def _elements(text: str) -> list[tuple[Any, str]]:
+    """The top-level array's elements, each with its exact text; raises on bad JSON.
+
+    Walking the array with ``raw_decode`` keeps each element's bytes as the DIP sent them,
+    without re-serialising anything.
+    """
+    at = _SPACE.match(text).end()
+    if text[at:at + 1] != "[":
+        document = _DECODER.decode(text)  # valid JSON, but not an array? Or not JSON at all.
+        raise DipEdgeError(MESSAGE_INVALID_ENVELOPE(
+            f"The body must be a JSON array of messages, not a JSON {_kind(document)}."))
+    out: list[tuple[Any, str]] = []
+    at = _SPACE.match(text, at + 1).end()
+    if text[at:at + 1] == "]":
+        at += 1
+    else:
+        while True:
+            value, end = _DECODER.raw_decode(text, at)
+            out.append((value, text[at:end]))
+            at = _SPACE.match(text, end).end()
+            separator = text[at:at + 1]
+            at = _SPACE.match(text, at + 1).end()
+            if separator == "]":
+                break
+            if separator != ",":
+                raise json.JSONDecodeError("Expecting ',' delimiter", text, at)
+    if _SPACE.match(text, at).end() != len(text):
+        raise json.JSONDecodeError("Extra data", text, at)
+    return out
+
+
+def _load(body: bytes) -> list[tuple[Any, str]]:
+    text = _decode(body)
     try:
-        return json.loads(text, parse_constant=_reject_constant)
+        return _elements(text)
     except RecursionError:
-        raise DipEdgeError(MESSAGE_MALFORMED_JSON("The JSON is nested too deeply.")) from None
+        raise _malformed("The JSON is nested too deeply.") from None
     except json.JSONDecodeError as exc:
-        raise DipEdgeError(MESSAGE_MALFORMED_JSON(
-            f"The body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}."
-        )) from None
+        raise _malformed(f"The body is not valid JSON: {exc.msg} at line {exc.lineno} "
+                         f"column {exc.colno}.") from None
     except ValueError as exc:  # NaN / Infinity
-        raise DipEdgeError(MESSAGE_MALFORMED_JSON(f"The body is not valid JSON: {exc}.")) from None
+        raise _malformed(f"The body is not valid JSON: {exc}.") from None
 
 
 def _invalid(index: int, detail: str) -> DipEdgeError:
@@ -106,7 +147,7 @@ def _date(*candidates: Any) -> str | None:
     return None
 
 
-def _message(element: Any, index: int) -> Message:
+def _message(element: Any, text: str, index: int) -> Message:
     element = _object(element, index, "the element")
     payload = _object(element.get("payload"), index, "payload")
     common = _object(payload.get("CommonBlock"), index, "payload.CommonBlock")
@@ -130,19 +171,17 @@ def _message(element: Any, index: int) -> Message:
         publication_id=publication_id,
         replay_indicator=bool(replay),
         message_date=_date(d0.get("transactionTimestamp"), s1.get("senderTimestamp")),
-        raw=canonical_json(element),
+        raw=text.encode("utf-8"),
     )
 
 
 def parse_delivery(body: bytes) -> tuple[Message, ...]:
     """The messages of a delivery, in order; raises ``DipEdgeError`` (``message.*``)."""
-    document = _load(body)
-    if not isinstance(document, list):
-        raise DipEdgeError(MESSAGE_INVALID_ENVELOPE(
-            f"The body must be a JSON array of messages, not a JSON {_kind(document)}."))
-    if not document:
+    elements = _load(body)
+    if not elements:
         raise DipEdgeError(MESSAGE_INVALID_ENVELOPE("The delivery holds no messages."))
     try:
-        return tuple(_message(element, index) for index, element in enumerate(document))
+        return tuple(_message(element, text, index)
+                     for index, (element, text) in enumerate(elements))
     except RecursionError:  # canonical_json of a payload just under json's own limit
-        raise DipEdgeError(MESSAGE_MALFORMED_JSON("The JSON is nested too deeply.")) from None
+        raise _malformed("The JSON is nested too deeply.") from None

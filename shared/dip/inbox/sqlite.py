@@ -2,7 +2,7 @@
 
 A delivery is one transaction: all its messages are committed together or none is, so
 a failure part-way stores nothing and the DIP's retry stores everything once. The
-transaction ID is UNIQUE and rows are written with ``INSERT OR IGNORE``, so a redelivery
+transaction ID is UNIQUE and rows are written with ``ON CONFLICT DO NOTHING``, so a redelivery
 is reported as a duplicate instead of stored twice. One connection per inbox, shared by
 the server's threads under a lock (SQLite serialises writers anyway).
 """
@@ -38,9 +38,11 @@ _LIST = ("SELECT seq, transaction_id, interface_id, publication_id, channel, rec
 _GET = ("SELECT seq, transaction_id, interface_id, publication_id, channel, received_at, "
         "replay_indicator, client_thumbprint, signer_thumbprint, body FROM messages "
         "WHERE transaction_id = ?")
-_INSERT = ("INSERT OR IGNORE INTO messages (transaction_id, interface_id, publication_id, "
-           "channel, received_at, replay_indicator, client_thumbprint, signer_thumbprint, body) "
-           "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
+_INSERT = ("INSERT INTO messages (transaction_id, interface_id, publication_id, channel, "
+           "received_at, replay_indicator, client_thumbprint, signer_thumbprint, body) VALUES ")
+_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_ON_CONFLICT = " ON CONFLICT (transaction_id) DO NOTHING RETURNING transaction_id"
+_ROWS_PER_STATEMENT = 500  # 9 parameters each, well under SQLite's limit of 32766
 
 
 class SqliteInbox:
@@ -70,14 +72,30 @@ class SqliteInbox:
             try:
                 self._db.execute("BEGIN IMMEDIATE")
                 try:
-                    new = [self._db.execute(_INSERT, row).rowcount == 1 for row in rows]
+                    inserted = self._insert(rows)
                     self._db.execute("COMMIT")
                 except BaseException:
                     self._db.execute("ROLLBACK")
                     raise
             except sqlite3.Error as exc:
                 raise _unavailable(exc) from None
+        # New = inserted now, and the first of its ID in this delivery.
+        seen: set[str] = set()
+        new = []
+        for message in messages:
+            new.append(message.transaction_id in inserted and message.transaction_id not in seen)
+            seen.add(message.transaction_id)
         return new
+
+    def _insert(self, rows: list[tuple]) -> set[str]:
+        """Multi-row INSERT ... ON CONFLICT DO NOTHING RETURNING: the IDs actually inserted."""
+        inserted: set[str] = set()
+        for start in range(0, len(rows), _ROWS_PER_STATEMENT):
+            chunk = rows[start:start + _ROWS_PER_STATEMENT]
+            sql = _INSERT + ", ".join([_ROW] * len(chunk)) + _ON_CONFLICT
+            values = [value for row in chunk for value in row]
+            inserted.update(r[0] for r in self._db.execute(sql, values).fetchall())
+        return inserted
 
     def list(self, limit: int | None = None) -> list[StoredMessage]:
         # LIMIT -1 is SQLite's "no limit".
