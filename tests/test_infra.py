@@ -19,7 +19,7 @@ from pycep import BicepParser
 import function_app
 from shared.settings import SETTINGS
 
-# One worker parses the templates and runs checkov once.
+# Keep these tests on one worker: the templates are parsed once per worker.
 pytestmark = pytest.mark.xdist_group("infra")
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -504,9 +504,8 @@ def test_parameter_file_sets_only_template_parameters(main):
 
 # --- checkov --------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def checkov_report() -> dict:
-    """One checkov run over infra/ (about 5 s warm)."""
+def run_checkov() -> dict:
+    """checkov over infra/ (about 5 s warm), its JSON report."""
     assert CHECKOV.exists(), "checkov is missing: `make test` creates .venv-infra"
     result = subprocess.run(
         [str(CHECKOV), "-d", str(INFRA), "--framework", "bicep", "--skip-download",
@@ -516,18 +515,18 @@ def checkov_report() -> dict:
     return report[0] if isinstance(report, list) else report
 
 
-def test_checkov_finds_no_failed_checks(checkov_report):
-    summary = checkov_report["summary"]
+def test_checkov_finds_no_failed_checks_and_every_skip_is_explained():
+    # One test, so checkov runs once per session however xdist distributes the tests.
+    report = run_checkov()
+    summary = report["summary"]
     failed = [(c["check_id"], c["resource"], c["file_path"])
-              for c in checkov_report["results"]["failed_checks"]]
+              for c in report["results"]["failed_checks"]]
     assert summary["failed"] == 0, failed
     assert summary["parsing_errors"] == 0  # checkov's own (older) parser read every file
     assert summary["passed"] > 30
     assert summary["resource_count"] > 50
 
-
-def test_every_checkov_skip_is_explained_and_in_use(checkov_report):
-    skipped = checkov_report["results"]["skipped_checks"]
+    skipped = report["results"]["skipped_checks"]
     used = {(c["file_path"].lstrip("/"), c["check_id"]) for c in skipped}
     for check in skipped:
         reason = check["check_result"]["suppress_comment"]
