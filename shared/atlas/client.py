@@ -77,7 +77,10 @@ class AtlasConnection:
 
 
 class AtlasClient:
-    """One Atlas account session over mutual TLS with the account's certificate and key."""
+    """One Atlas account session over mutual TLS with the account's certificate and key.
+
+    Not thread-safe: one client per task (the token is shared by its calls).
+    """
 
     def __init__(self, connection: AtlasConnection, *, api_key: str, api_secret: str,
                  certificate: x509.Certificate, private_key,
