@@ -34,6 +34,8 @@ from shared.vault.base import StoredSecret
 
 _NAME = re.compile(r"^[A-Za-z0-9-]{1,127}$")
 _VERSION = re.compile(r"^[0-9a-f]{32}$")
+# Serialises read-modify-write of tags across the store objects of this process.
+_TAGS_LOCK = threading.Lock()
 
 
 class LocalSecretStore:
@@ -41,7 +43,6 @@ class LocalSecretStore:
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
-        self._lock = threading.Lock()  # serialises read-modify-write of tags in this process
 
     def __repr__(self) -> str:
         return f"LocalSecretStore({str(self.root)!r})"
@@ -82,7 +83,7 @@ class LocalSecretStore:
         return _secret(name, version, document)
 
     def update_tags(self, name: str, version: str, tags: Mapping[str, str]) -> None:
-        with self._lock:
+        with _TAGS_LOCK:
             current = self.get_secret(name, version)
             document = {"value": current.value, "contentType": current.content_type,
                         "tags": {**current.tags, **tags},
