@@ -85,12 +85,13 @@ def app_env(monkeypatch, tmp_path):
 def pytest_terminal_summary(terminalreporter):
     """Print how many cases the property-based hostile-input tests generated."""
     totals: dict[str, int] = {}
-    for report in terminalreporter.stats.get("passed", []) + terminalreporter.stats.get(
-            "failed", []):
-        for name, value in getattr(report, "user_properties", []):
-            if name == "generated_cases" and report.when == "call":
-                test = report.nodeid.split("::")[-1]
-                totals[test] = totals.get(test, 0) + value
+    for reports in terminalreporter.stats.values():
+        for report in reports:
+            for name, value in getattr(report, "user_properties", ()):
+                # recorded at fixture teardown, so it rides on the teardown report
+                if name == "generated_cases" and report.when == "teardown":
+                    test = report.nodeid.split("::")[-1]
+                    totals[test] = totals.get(test, 0) + value
     if totals:
         terminalreporter.section("generated hostile-input cases")
         for test, count in sorted(totals.items()):

@@ -42,9 +42,11 @@ def counter(record_property):
 @pytest.fixture
 def webhook_env(app_env, tmp_path):
     pki = hs.seeds()
-    anchors = tmp_path / "anchors.pem"
+    anchors, intermediates = tmp_path / "anchors.pem", tmp_path / "intermediates.pem"
     anchors.write_bytes(pki.root.cert_pem())
-    app_env(DIP_CLIENT_TRUST_ANCHORS=str(anchors), DIP_SIGNATURE_MODE="required")
+    intermediates.write_bytes(pki.intermediate.cert_pem())  # App Service forwards only the leaf
+    app_env(DIP_CLIENT_TRUST_ANCHORS=str(anchors), DIP_CLIENT_INTERMEDIATES=str(intermediates),
+            DIP_SIGNATURE_MODE="required")
     return pki
 
 
@@ -70,7 +72,9 @@ def test_webhook_hostile_client_certificate(webhook_env, counter, cert, sig, bod
         headers["X-ARR-ClientCert"] = cert
     resp = call_http("dip_webhook", "POST", URL, body=body, headers=headers)
     doc = assert_precise(resp, {401, 403})
-    assert doc["code"].startswith("clientcert.")
+    # A mutation outside the signed part (such as the signature BIT STRING's unused-bits
+    # count) can leave a certificate that still verifies; the signature check answers then.
+    assert doc["code"].split(".")[0] in {"clientcert", "signature"}, doc
 
 
 @HYPOTHESIS

@@ -59,13 +59,13 @@ def parse_certificates(data: bytes) -> list[x509.Certificate]:
             if b"PKCS7" in data[:64]:
                 return pkcs7.load_pem_pkcs7_certificates(data)
             return x509.load_pem_x509_certificates(data)
-        except ValueError:
+        except (ValueError, x509.InvalidVersion):
             return []
     for load in (lambda d: [x509.load_der_x509_certificate(d)],
                  pkcs7.load_der_pkcs7_certificates):
         try:
             return load(data)
-        except ValueError:
+        except (ValueError, x509.InvalidVersion):
             continue
     return []
 

@@ -59,6 +59,10 @@ from shared.problems import (
 )
 from shared.settings import Settings, read_text_setting
 
+# What cryptography raises for certificate bytes it cannot make sense of.
+UNPARSABLE = (ValueError, TypeError, UnsupportedAlgorithm, x509.InvalidVersion,
+              x509.DuplicateExtension, x509.UnsupportedGeneralNameType)
+
 log = logging.getLogger(__name__)
 
 USAGES: dict[str, tuple[x509.ObjectIdentifier, ...]] = {
@@ -215,14 +219,15 @@ class CertificatePolicy:
             cached = self._cache.get(key, wall)
             if cached is not None:
                 return cached
-        if certificate is None:
-            try:
-                certificate = x509.load_der_x509_certificate(der)
-            except ValueError:
-                return _rejected(
-                    CLIENTCERT_MALFORMED(f"the {self.label} is not a DER X.509 certificate"))
         now = at or dt.datetime.fromtimestamp(wall, dt.UTC)
-        verdict, cacheable = self._evaluate(certificate, now)
+        try:
+            # cryptography parses lazily: a hostile key or extension raises on first use.
+            if certificate is None:
+                certificate = x509.load_der_x509_certificate(der)
+            verdict, cacheable = self._evaluate(certificate, now)
+        except UNPARSABLE:
+            return _rejected(
+                CLIENTCERT_MALFORMED(f"the {self.label} is not a readable DER X.509 certificate"))
         if at is None and cacheable:
             self._cache.put(key, self._deadline(verdict, certificate, wall), verdict)
         return verdict

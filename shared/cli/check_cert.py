@@ -122,7 +122,7 @@ def _read_certificate(value: str):
         return data, ""  # DER, or garbage the policy reports as clientcert.malformed
     try:
         certs = x509.load_pem_x509_certificates(data)
-    except ValueError:
+    except (ValueError, x509.InvalidVersion):
         return data, ""  # PEM armour around something that is not a certificate
     extra = b"".join(c.public_bytes(Encoding.PEM) for c in certs[1:]).decode()
     return certs[0], extra
