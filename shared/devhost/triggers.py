@@ -59,12 +59,12 @@ def _timer(name: str, binding: dict, function, settings: Settings) -> TimerWorke
 
 
 def _queue(name: str, binding: dict, function, settings: Settings) -> QueuePoller | None:
-    from shared.events.storage import queue_client
+    from shared.events.storage import configured, queue_client
     from shared.services.events import MAX_DEQUEUE_COUNT
 
-    connection = resolve(f"%{binding['connection']}%", settings)
     queue = resolve(binding["queueName"], settings)
-    if not connection or not queue:
+    # The app's one queue trigger reads the event storage (connection EVENTS_STORAGE).
+    if binding["connection"] != "EVENTS_STORAGE" or not configured(settings) or not queue:
         logger.info("queue function %s not started: %s is not set", name,
                     binding["connection"])
         return None

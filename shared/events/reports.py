@@ -1,6 +1,7 @@
 """Where validation and monitor reports are kept: JSON documents by name.
 
-With EVENTS_STORAGE set, reports are blobs in REPORTS_CONTAINER; otherwise files under
+With the event storage configured (EVENTS_STORAGE, or its identity-based
+``EVENTS_STORAGE__*`` form), reports are blobs in REPORTS_CONTAINER; otherwise files under
 ``<DIP_EDGE_STATE_DIR>/reports`` (the local host without Azurite). Names are paths such as
 ``keyvault/globalsign-pfx/<version>.json``. :meth:`ReportStore.create` writes only if the
 name is free, which is what makes event handling idempotent::
@@ -140,7 +141,9 @@ class DirectoryReports:
 
 
 def open_reports(settings: Settings) -> ReportStore:
-    """Blob reports when EVENTS_STORAGE is set, else files in the state directory."""
-    if settings.events_storage:
+    """Blob reports when the event storage is configured, else files in the state directory."""
+    from shared.events.storage import configured
+
+    if configured(settings):
         return BlobReports(settings)
     return DirectoryReports(settings.state_dir / "reports")

@@ -1,18 +1,26 @@
 """The Storage account behind EVENTS_STORAGE: clients, uploads and the poison queue.
 
-``EVENTS_STORAGE`` is a connection string (Azurite, keys) or an account URL such as
-``https://acct.blob.core.windows.net`` (identity-based: ``DefaultAzureCredential``; the
-queue endpoint is derived by swapping ``.blob.`` for ``.queue.`` and back). The Azure SDKs
-are imported on first use. Every storage failure that may pass (network, 5xx, throttling)
-becomes ``DipEdgeError(storage.unavailable)``, which the event handler treats as
-transient.
+The connection is found as the Functions host finds the queue trigger's ``EVENTS_STORAGE``:
+
+- ``EVENTS_STORAGE`` = a connection string (Azurite, account keys), or an account URL
+  (``https://acct.blob.core.windows.net``; the queue endpoint swaps ``.blob.`` for
+  ``.queue.`` and back), used with ``DefaultAzureCredential``;
+- else the host's identity-based form, ``EVENTS_STORAGE__blobServiceUri`` and
+  ``EVENTS_STORAGE__queueServiceUri`` (or ``EVENTS_STORAGE__accountName``), which is what
+  ``infra/`` deploys. These are the host's names, not dip-edge settings, so they are read
+  from the environment here.
+
+The Azure SDKs are imported on first use. Every storage failure that may pass (network,
+5xx, throttling, refused identity) becomes ``DipEdgeError(storage.unavailable)``, which the
+event handler treats as transient.
 """
 
 from __future__ import annotations
 
 import base64
 import contextlib
-from collections.abc import Iterator
+import os
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -23,23 +31,54 @@ from shared.settings import Settings
 # (The storage SDKs' own default waits 15 s, then 18 s, between tries.)
 CLIENT_OPTIONS = {"connection_timeout": 5, "read_timeout": 20, "retry_total": 2,
                   "initial_backoff": 0.2, "increment_base": 1.2, "random_jitter_range": 0.3}
+SECTION = "EVENTS_STORAGE__"
 
 
-def _connection(settings: Settings) -> str:
+@dataclass(frozen=True)
+class Connection:
+    """A connection string, or the blob and queue endpoints for identity-based access."""
+
+    connection_string: str | None = None
+    blob_url: str | None = None
+    queue_url: str | None = None
+
+
+def connection(settings: Settings, environ: Mapping[str, str] | None = None) -> Connection | None:
+    """Where the event storage is, or None when nothing is configured."""
     value = settings.events_storage
-    if not value:
-        raise DipEdgeError(CONFIG_INVALID("EVENTS_STORAGE is not set: event handling needs a "
-                                          "Storage account for reports and uploads"))
-    return value
+    if value:
+        if "=" in value and not value.lower().startswith("https://"):
+            return Connection(connection_string=value)
+        return Connection(blob_url=_swap(value, "blob"), queue_url=_swap(value, "queue"))
+    env = os.environ if environ is None else environ
+    blob, queue = env.get(SECTION + "blobServiceUri"), env.get(SECTION + "queueServiceUri")
+    account = env.get(SECTION + "accountName")
+    if account:
+        blob = blob or f"https://{account}.blob.core.windows.net"
+        queue = queue or f"https://{account}.queue.core.windows.net"
+    if blob or queue:
+        return Connection(blob_url=blob or _swap(queue, "blob"),
+                          queue_url=queue or _swap(blob, "queue"))
+    return None
 
 
-def _is_connection_string(value: str) -> bool:
-    return "=" in value and not value.lower().startswith("https://")
+def configured(settings: Settings) -> bool:
+    return connection(settings) is not None
 
 
-def _account_url(value: str, service: str) -> str:
+def _required(settings: Settings) -> Connection:
+    found = connection(settings)
+    if found is None:
+        raise DipEdgeError(CONFIG_INVALID(
+            "EVENTS_STORAGE is not set (nor EVENTS_STORAGE__blobServiceUri / "
+            "__queueServiceUri): event handling needs a Storage account for reports and "
+            "uploads"))
+    return found
+
+
+def _swap(url: str, service: str) -> str:
     other = "queue" if service == "blob" else "blob"
-    return value.rstrip("/").replace(f".{other}.", f".{service}.")
+    return url.rstrip("/").replace(f".{other}.", f".{service}.")
 
 
 @lru_cache(maxsize=1)
@@ -50,18 +89,18 @@ def _credential():
 
 
 @lru_cache(maxsize=4)
-def _blob_service(connection: str):
+def _blob_service(found: Connection):
     from azure.storage.blob import BlobServiceClient
 
-    if _is_connection_string(connection):
-        return BlobServiceClient.from_connection_string(connection, **CLIENT_OPTIONS)
-    return BlobServiceClient(_account_url(connection, "blob"), credential=_credential(),
-                             **CLIENT_OPTIONS)
+    if found.connection_string:
+        return BlobServiceClient.from_connection_string(found.connection_string,
+                                                        **CLIENT_OPTIONS)
+    return BlobServiceClient(found.blob_url, credential=_credential(), **CLIENT_OPTIONS)
 
 
 def blob_service(settings: Settings):
-    """A cached ``BlobServiceClient`` for EVENTS_STORAGE."""
-    return _blob_service(_connection(settings))
+    """A cached ``BlobServiceClient`` for the event storage."""
+    return _blob_service(_required(settings))
 
 
 def queue_client(settings: Settings, queue: str, *, base64_messages: bool = True):
@@ -72,14 +111,14 @@ def queue_client(settings: Settings, queue: str, *, base64_messages: bool = True
         TextBase64EncodePolicy,
     )
 
-    connection = _connection(settings)
+    found = _required(settings)
     policies = ({"message_encode_policy": TextBase64EncodePolicy(),
                  "message_decode_policy": TextBase64DecodePolicy()} if base64_messages else {})
-    if _is_connection_string(connection):
-        return QueueClient.from_connection_string(connection, queue, **policies,
+    if found.connection_string:
+        return QueueClient.from_connection_string(found.connection_string, queue, **policies,
                                                   **CLIENT_OPTIONS)
-    return QueueClient(_account_url(connection, "queue"), queue, credential=_credential(),
-                       **policies, **CLIENT_OPTIONS)
+    return QueueClient(found.queue_url, queue, credential=_credential(), **policies,
+                       **CLIENT_OPTIONS)
 
 
 @contextlib.contextmanager
