@@ -28,7 +28,14 @@ from urllib.parse import parse_qsl, urlsplit
 import azure.functions as func
 
 from shared.devhost.functions import FunctionTable
-from shared.problems import REQUEST_MALFORMED, REQUEST_TOO_LARGE, problem_result
+from shared.problems import (
+    INTERNAL_ERROR,
+    REQUEST_MALFORMED,
+    REQUEST_METHOD_NOT_ALLOWED,
+    REQUEST_NOT_FOUND,
+    REQUEST_TOO_LARGE,
+    problem_result,
+)
 from shared.web import HttpResult
 
 logger = logging.getLogger("dip_edge.devhost")
@@ -100,6 +107,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._dispatch()
 
     do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = do_GET  # noqa: N815
+    do_TRACE = do_CONNECT = do_GET  # noqa: N815 - answered 405/404 like any undeclared method
 
     def log_message(self, format: str, *args) -> None:  # noqa: A002 - base class signature
         logger.debug(format, *args)
@@ -108,13 +116,15 @@ class _Handler(BaseHTTPRequestHandler):
         target = urlsplit(self.path)
         matches = self.server.functions.resolve(target.path)
         if not matches:
-            self._write(404, {"Content-Type": "text/plain"}, b"Not Found\n")
+            self._problem(problem_result(REQUEST_NOT_FOUND(f"Nothing is served at {target.path}.")))
             return
         chosen = next(((r, p) for r, p in matches if self.command in r.methods), None)
         if chosen is None:
-            allowed = sorted({m for r, _ in matches for m in r.methods})
-            self._write(405, {"Allow": ", ".join(allowed), "Content-Type": "text/plain"},
-                        b"Method Not Allowed\n")
+            allowed = ", ".join(sorted({m for r, _ in matches for m in r.methods}))
+            result = problem_result(REQUEST_METHOD_NOT_ALLOWED(
+                f"{target.path} accepts {allowed}, not {self.command}."))
+            self._problem(HttpResult(result.status, result.body, {**result.headers,
+                                                                  "Allow": allowed}))
             return
         route, route_params = chosen
         body = self._read_body()
@@ -132,7 +142,8 @@ class _Handler(BaseHTTPRequestHandler):
             response = route.handler(request)
         except Exception as exc:  # noqa: BLE001 - the host must answer whatever happens
             logger.error("function %s raised %s", route.name, type(exc).__name__)
-            self._write(500, {"Content-Type": "text/plain"}, b"Internal Server Error\n")
+            result = problem_result(INTERNAL_ERROR("The function failed; see the host's log."))
+            self._write(result.status, result.headers, result.body)
             return
         out_headers = dict(response.headers)
         if not any(k.lower() == "content-type" for k in out_headers):
@@ -199,8 +210,9 @@ class DevHost:
         return f"https://[{shown}]:{self.port}" if ":" in shown else f"https://{shown}:{self.port}"
 
     def start(self) -> None:
-        serve = threading.Thread(target=self._server.serve_forever, name="devhost-http",
-                                 daemon=True)
+        # A short poll interval: stop() returns within it.
+        serve = threading.Thread(target=self._server.serve_forever, args=(0.1,),
+                                 name="devhost-http", daemon=True)
         serve.start()
         self._threads.append(serve)
         for worker in self.workers:
