@@ -208,12 +208,13 @@ def test_health_and_routing_over_keep_alive(served, pki_files):
         health = client.get(served.base_url + "/api/health")
         assert health.status_code == 200 and health.json()["status"] == "ok"
         assert health.headers["content-type"].startswith("application/json")
+        again = client.get(served.base_url + "/api/health")
+        # Both over one connection (keep-alive).
+        assert health.extensions["network_stream"] is again.extensions["network_stream"]
         missing = client.get(served.base_url + "/api/nothing-here")
         assert missing.status_code == 404
         wrong = client.get(served.base_url + "/api/webhooks/dip")
         assert wrong.status_code == 405 and wrong.headers["allow"] == "POST"
-        # All of it over one connection.
-        assert health.extensions["network_stream"] is wrong.extensions["network_stream"]
 
 
 def test_sigterm_stops_cleanly(dip_pki, tmp_path):
