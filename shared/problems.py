@@ -182,6 +182,13 @@ REQUEST_UNSUPPORTED_MEDIA_TYPE = _define(
     "request.unsupported_media_type", "The media type is not supported", 415
 )
 REQUEST_MALFORMED = _define("request.malformed", "The request body could not be read", 400)
+REQUEST_FUNCTION_KEY_REQUIRED = _define(
+    "request.function_key_required", "A valid function key is required", 401
+)
+REQUEST_NOT_FOUND = _define("request.not_found", "No function serves this path", 404)
+REQUEST_METHOD_NOT_ALLOWED = _define(
+    "request.method_not_allowed", "The function does not accept this method", 405
+)
 CONFIG_INVALID = _define("config.invalid", "The service is misconfigured", 500)
 INTERNAL_ERROR = _define("internal.error", "An unexpected error occurred", 500)
 

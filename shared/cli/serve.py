@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import os
+import secrets
 import signal
 import sys
 import threading
@@ -44,6 +45,16 @@ def _sample_delivery(path: Path) -> None:
         "CustomBlock": {"note": "sample delivery written by dip-edge serve"},
     }}]
     path.write_text(json.dumps(delivery, indent=2) + "\n")
+
+
+def _function_key(path: Path) -> str:
+    """The local host's function key, made on first run (owner-only file)."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_urlsafe(32))
+    return path.read_text().strip()
 
 
 def _configure_environment(state_dir: Path) -> Path:
@@ -89,7 +100,8 @@ def run(args: argparse.Namespace) -> int:
         "host.json"))
     try:
         host = DevHost(functions, tls, args.host, args.port,
-                       workers=background_workers(settings, functions))
+                       workers=background_workers(settings, functions),
+                       function_key=_function_key(state_dir / "function-key"))
     except OSError as exc:
         print(f"dip-edge serve: cannot listen on {args.host}:{args.port}: {exc.strerror}",
               file=sys.stderr)
@@ -118,6 +130,8 @@ def _print_banner(host, functions, certs, state_dir: Path) -> None:
     lines += [
         "  try:",
         f"    curl {tls} {url}/api/health",
+        f"    curl {tls} -H \"x-functions-key: $(cat {state_dir / 'function-key'})\" "
+        f"{url}/api/credentials",
         f"    dip-edge send {url}/api/webhooks/dip {state_dir / 'sample-delivery.json'} \\",
         f"      --ca {certs.ca} --cert {certs.client_cert} --key {certs.client_key} \\",
         f"      --sign-cert {certs.signer_cert} --sign-key {certs.signer_key}",

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import base64
+import hmac
 import logging
 import socket
 import ssl
@@ -30,6 +31,7 @@ import azure.functions as func
 from shared.devhost.functions import FunctionTable
 from shared.problems import (
     INTERNAL_ERROR,
+    REQUEST_FUNCTION_KEY_REQUIRED,
     REQUEST_MALFORMED,
     REQUEST_METHOD_NOT_ALLOWED,
     REQUEST_NOT_FOUND,
@@ -74,11 +76,12 @@ class _Server(ThreadingHTTPServer):
     allow_reuse_address = False
 
     def __init__(self, address: tuple[str, int], tls: ssl.SSLContext,
-                 functions: FunctionTable) -> None:
+                 functions: FunctionTable, function_key: str | None) -> None:
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         self.tls = tls
         self.functions = functions
+        self.function_key = function_key
         super().__init__(address, _Handler)
 
     def finish_request(self, request, client_address) -> None:
@@ -103,11 +106,12 @@ class _Handler(BaseHTTPRequestHandler):
     timeout = IDLE_TIMEOUT
     server: _Server
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-        self._dispatch()
-
-    do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = do_GET  # noqa: N815
-    do_TRACE = do_CONNECT = do_GET  # noqa: N815 - answered 405/404 like any undeclared method
+    def __getattr__(self, name: str):
+        # Every method, declared or not (QUERY, TRACE...), goes through the route table,
+        # which answers an undeclared one with a 405 problem document, as the host does.
+        if name.startswith("do_"):
+            return self._dispatch
+        raise AttributeError(name)
 
     def log_message(self, format: str, *args) -> None:  # noqa: A002 - base class signature
         logger.debug(format, *args)
@@ -127,6 +131,10 @@ class _Handler(BaseHTTPRequestHandler):
                                                                   "Allow": allowed}))
             return
         route, route_params = chosen
+        if not self._authorized(route, target.query):
+            self._problem(problem_result(REQUEST_FUNCTION_KEY_REQUIRED(
+                f"{target.path} needs the function key, in x-functions-key or ?code=.")))
+            return
         body = self._read_body()
         if body is None:
             return
@@ -150,6 +158,14 @@ class _Handler(BaseHTTPRequestHandler):
             out_headers["Content-Type"] = f"{response.mimetype}; charset={response.charset}"
         logger.info("%s %s -> %d", self.command, target.path, response.status_code)
         self._write(response.status_code, out_headers, response.get_body() or b"")
+
+    def _authorized(self, route, query: str) -> bool:
+        """Function-level routes need the host's key, as in Azure (anonymous ones don't)."""
+        key = self.server.function_key
+        if key is None or route.auth_level.upper() == "ANONYMOUS":
+            return True
+        offered = self.headers.get("x-functions-key") or dict(parse_qsl(query)).get("code", "")
+        return hmac.compare_digest(offered.encode(), key.encode())
 
     def _read_body(self) -> bytes | None:
         if self.headers.get("Transfer-Encoding"):
@@ -189,15 +205,18 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class DevHost:
-    """``DevHost(functions, tls, host, port, workers=...)``; ``start()``, then ``stop()``.
+    """``DevHost(functions, tls, host, port, workers=..., function_key=...)``; ``start()``,
+    then ``stop()``.
 
     Binding happens in the constructor, so with ``port=0`` :attr:`port` is the port
-    the system picked.
+    the system picked. With a ``function_key``, functions whose auth level is not
+    anonymous answer 401 unless the request carries it (``x-functions-key`` or ``?code=``).
     """
 
     def __init__(self, functions: FunctionTable, tls: ssl.SSLContext, host: str = "127.0.0.1",
-                 port: int = 8443, *, workers: Sequence[Worker] = ()) -> None:
-        self._server = _Server((host, port), tls, functions)
+                 port: int = 8443, *, workers: Sequence[Worker] = (),
+                 function_key: str | None = None) -> None:
+        self._server = _Server((host, port), tls, functions, function_key)
         self.host = host
         self.port = self._server.server_address[1]
         self.workers = list(workers)
