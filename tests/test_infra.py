@@ -16,8 +16,8 @@ import pytest
 from lark.exceptions import UnexpectedInput
 from pycep import BicepParser
 
-import function_app
 from shared.settings import SETTINGS
+from tests.support.functions import functions
 
 # Keep these tests on one worker: the templates are parsed once per worker.
 pytestmark = pytest.mark.xdist_group("infra")
@@ -226,7 +226,7 @@ def test_webhook_app_is_always_warm(templates):
 
 
 def test_each_app_disables_exactly_the_other_apps_functions(templates):
-    declared = {f.get_function_name() for f in function_app.app.get_functions()}
+    declared = set(functions())  # the suite's one get_functions() call
     assert WEBHOOK_FUNCTIONS | OPS_FUNCTIONS == declared, "a function is in neither app"
     for module, runs in (("modules/webhook-app.bicep", WEBHOOK_FUNCTIONS),
                          ("modules/ops-app.bicep", OPS_FUNCTIONS)):

@@ -239,7 +239,9 @@ def test_open_store_uses_default_azure_credential_via_managed_identity(fake_keyv
                                                                         app_env):
     app_env(**fake_keyvault.env())
     from shared.settings import get_settings
+    from shared.vault import _key_vault
 
+    _key_vault.cache_clear()  # a new process: no client (and no token) from earlier tests
     store = open_store(get_settings())
     store.set_secret("mi", "ok")
     assert store.get_secret("mi").value == "ok"
