@@ -320,6 +320,18 @@ def test_online_proof_succeeds_through_the_script(atlas):
     assert_no_secrets(done.stdout + done.stderr, PASSWORD, API_SECRET)
 
 
+def test_online_unreadable_atlas_ca_is_a_usage_error(cli, atlas, tmp_path):
+    not_pem = tmp_path / "ca.txt"
+    not_pem.write_text("this is not a certificate")
+    args = _online(atlas, atlas.pfx_path)
+    args[args.index("--atlas-ca") + 1] = str(not_pem)
+    exit_code, out, err = cli(*args, **ONLINE_ENV)
+    assert exit_code == 2
+    assert "ATLAS_CA_BUNDLE" in err or "CA" in err
+    assert "Traceback" not in out + err
+    assert_no_secrets(out + err, PASSWORD, API_SECRET)
+
+
 def test_online_wrong_secret_exit_1(cli, atlas):
     atlas.reset()
     env = {**ONLINE_ENV, "GS_SECRET": "0" * 48}

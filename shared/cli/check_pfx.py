@@ -181,6 +181,7 @@ def _prove(args: argparse.Namespace, settings, inputs: _Inputs, report):
     import dataclasses
 
     from shared.atlas.proof import AtlasConnection, prove_credentials  # httpx: load lazily
+    from shared.problems import DipEdgeError
 
     names = ["ATLAS_TIMEOUT_SECONDS", "ATLAS_MAX_RETRIES"]
     names += [] if args.atlas_url else ["ATLAS_BASE_URL"]
@@ -198,8 +199,11 @@ def _prove(args: argparse.Namespace, settings, inputs: _Inputs, report):
             raise UsageError(f"--atlas-ca {args.atlas_ca}: no such file")
         overrides["ca_bundle"] = args.atlas_ca
     connection = dataclasses.replace(connection, **overrides)
-    return prove_credentials(inputs.api_key, inputs.api_secret, report.leaf, report.private_key,
-                             report.chain_certificates, connection)
+    try:
+        return prove_credentials(inputs.api_key, inputs.api_secret, report.leaf,
+                                 report.private_key, report.chain_certificates, connection)
+    except DipEdgeError as err:  # config.invalid: an unreadable --atlas-ca / ATLAS_CA_BUNDLE
+        raise UsageError(str(err)) from None
 
 
 def _require(settings, names: list[str]) -> None:
