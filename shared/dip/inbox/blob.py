@@ -18,8 +18,8 @@ failure stay stored, and the DIP's retry stores the rest.
 
 from __future__ import annotations
 
+import contextlib
 import json
-import threading
 from collections.abc import Sequence
 from urllib.parse import quote, unquote
 
@@ -45,8 +45,6 @@ class BlobInbox:
     def __init__(self, container_client, queue_client) -> None:
         self._container = container_client
         self._queue = queue_client
-        self._ready = False
-        self._ready_lock = threading.Lock()
 
     @classmethod
     def from_settings(cls, settings: Settings, **client_options) -> BlobInbox:
@@ -88,11 +86,17 @@ class BlobInbox:
         return cls(container_client, queue_client)
 
     def store(self, messages: Sequence[Message], receipt: Receipt) -> list[bool]:
-        from azure.core.exceptions import AzureError
+        from azure.core.exceptions import AzureError, ResourceNotFoundError
 
         try:
-            self._ensure_ready()
-            return [self._store_one(message, receipt) for message in messages]
+            try:
+                return [self._store_one(message, receipt) for message in messages]
+            except ResourceNotFoundError:
+                # The container or queue is missing (infra creates them, so only on a new
+                # local account): create them and store the delivery again, harmlessly,
+                # since blob writes are create-only.
+                self._create_missing()
+                return [self._store_one(message, receipt) for message in messages]
         except AzureError as exc:
             raise _unavailable(exc) from None
 
@@ -126,18 +130,12 @@ class BlobInbox:
         blob.set_blob_metadata({**metadata, "queued": "true"})
         return new
 
-    def _ensure_ready(self) -> None:
+    def _create_missing(self) -> None:
         from azure.core.exceptions import ResourceExistsError
 
-        with self._ready_lock:
-            if self._ready:
-                return
-            for create in (self._container.create_container, self._queue.create_queue):
-                try:
-                    create()
-                except ResourceExistsError:
-                    pass
-            self._ready = True
+        for create in (self._container.create_container, self._queue.create_queue):
+            with contextlib.suppress(ResourceExistsError):
+                create()
 
     def list(self, limit: int | None = None) -> list[StoredMessage]:
         from azure.core.exceptions import AzureError, ResourceNotFoundError
