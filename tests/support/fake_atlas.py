@@ -43,6 +43,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from shared.certs.devpki import CLIENT_AUTH, SERVER_AUTH, Issued, issue, new_key
+from tests.support.serving import BackgroundServer
 
 PROBLEM = "application/problem+json;charset=utf-8"
 JSON = "application/json;charset=utf-8"
@@ -127,7 +128,7 @@ def _opaque_token() -> str:
     return f"{header.decode()}..{parts[0]}.{parts[1]}.{parts[2]}"
 
 
-class FakeAtlas:
+class FakeAtlas(BackgroundServer):
     """The fake server; also a context manager that starts and stops it."""
 
     def __init__(self, *, mtls_mode: str = "tls") -> None:
@@ -159,28 +160,12 @@ class FakeAtlas:
             self._contexts[mode] = context
         self.accounts: dict[str, Account] = {}
         self._lock = threading.Lock()
-        self._server: _Server | None = None
         self.reset()
 
     # -- lifecycle -------------------------------------------------------------------------
 
-    def start(self) -> FakeAtlas:
-        self._server = _Server(self)
-        threading.Thread(target=self._server.serve_forever, daemon=True,
-                         name="fake-atlas").start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def __enter__(self) -> FakeAtlas:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
+    def _make_server(self) -> _Server:
+        return _Server(self)
 
     def reset(self) -> None:
         """Forget faults, tokens and recorded requests; back to ``tls`` mode and 600 s tokens."""

@@ -28,6 +28,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 from shared.certs.devpki import SERVER_AUTH, issue, new_key
+from tests.support.serving import BackgroundServer
 
 TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
 RESOURCE = "https://vault.azure.net"
@@ -47,7 +48,7 @@ class FakeCredential:
         return AccessToken("fake-token", int(time.time()) + 3600)
 
 
-class FakeKeyVault:
+class FakeKeyVault(BackgroundServer):
     def __init__(self) -> None:
         self.root = issue("Fake Key Vault Test CA", ca=True, ekus=None, key=new_key("p256"))
         server = issue("localhost", issuer=self.root, dns_names=("localhost",),
@@ -60,26 +61,10 @@ class FakeKeyVault:
         self._context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self._context.load_cert_chain(pair)
         self._lock = threading.Lock()
-        self._server: _Server | None = None
         self.reset()
 
-    def start(self) -> FakeKeyVault:
-        self._server = _Server(self)
-        threading.Thread(target=self._server.serve_forever, daemon=True,
-                         name="fake-keyvault").start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def __enter__(self) -> FakeKeyVault:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
+    def _make_server(self) -> _Server:
+        return _Server(self)
 
     def reset(self) -> None:
         """Empty the vault, clear faults and the request log."""
