@@ -232,6 +232,19 @@ def test_cached_verdict_never_outlives_the_certificate(dip_pki, monkeypatch):
     assert _codes(policy.check(dip_pki.client.certificate)) == ["clientcert.expired"]
 
 
+def test_header_text_cache_never_outlives_the_certificate(dip_pki, monkeypatch):
+    policy = _policy(dip_pki, cache_ttl=10**9)
+    header = dip_pki.client_header()
+    first = policy.check_header(header)
+    assert first.accepted and policy.check_header(header) is first
+    garbage = header[:-8] + "!!!!!!!!"
+    assert _codes(policy.check_header(garbage)) == ["clientcert.malformed"]
+    assert _codes(policy.check_header(garbage)) == ["clientcert.malformed"]
+    after = dip_pki.client.certificate.not_valid_after_utc + dt.timedelta(seconds=5)
+    monkeypatch.setattr(policy_module.time, "time", lambda: after.timestamp())
+    assert _codes(policy.check_header(header)) == ["clientcert.expired"]
+
+
 def test_cached_verdict_expires_after_the_ttl(dip_pki, monkeypatch):
     policy = _policy(dip_pki, cache_ttl=60)
     first = policy.check(dip_pki.client.certificate)

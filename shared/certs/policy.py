@@ -13,8 +13,8 @@ Checks, in order: decodable (``clientcert.malformed``), inside its validity peri
 (``clientcert.expired``), a chain to the trust anchors with the required extended key
 usage, by ``cryptography.x509.verification`` (``clientcert.untrusted``), then the
 identity rules (``clientcert.identity_mismatch``). Verdicts for the current time are
-cached by the SHA-256 of the DER, in a bounded LRU whose entries expire after a short
-TTL and never outlive any certificate of the chain.
+cached by the SHA-256 of the DER (and by the header text they arrived in), in bounded
+LRUs whose entries expire after a short TTL and never outlive any certificate of the chain.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import re
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -102,14 +102,15 @@ def _rejected(finding: Finding, facts: CertificateFacts | None = None) -> Policy
 
 
 class _VerdictCache:
-    """Bounded LRU of verdicts by DER SHA-256, each with its own wall-clock deadline."""
+    """Bounded LRU of verdicts by key, each with its own wall-clock deadline."""
 
     def __init__(self, size: int) -> None:
         self._size = size
-        self._entries: OrderedDict[bytes, tuple[float, PolicyVerdict]] = OrderedDict()
+        self._entries: OrderedDict[Hashable, tuple[float, PolicyVerdict]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, key: bytes, now: float) -> PolicyVerdict | None:
+    def get(self, key: Hashable, now: float) -> tuple[float, PolicyVerdict] | None:
+        """The live ``(deadline, verdict)`` for ``key``, or ``None``."""
         with self._lock:
             entry = self._entries.get(key)
             if entry is None:
@@ -118,9 +119,9 @@ class _VerdictCache:
                 del self._entries[key]
                 return None
             self._entries.move_to_end(key)
-            return entry[1]
+            return entry
 
-    def put(self, key: bytes, deadline: float, verdict: PolicyVerdict) -> None:
+    def put(self, key: Hashable, deadline: float, verdict: PolicyVerdict) -> None:
         with self._lock:
             self._entries[key] = (deadline, verdict)
             self._entries.move_to_end(key)
@@ -166,7 +167,11 @@ class CertificatePolicy:
         self._usages = USAGES[usage]
         self._extension_policies = {
             oid: extension_policies(oid) for oid in self._usages}
-        self._cache = _VerdictCache(cache_size)
+        self._cache = _VerdictCache(cache_size)  # by the DER's SHA-256
+        # The same verdicts by the exact header text they came in: a repeated header (the
+        # DIP presents the same certificate on every request) skips base64 and hashing.
+        # Same text, same DER, same verdict; entries share the DER entry's deadline.
+        self._by_text = _VerdictCache(cache_size)
         self._cache_ttl = cache_ttl
         self.warnings: tuple[Finding, ...] = () if identities else (
             CLIENTCERT_NO_IDENTITY_RULES(
@@ -189,6 +194,9 @@ class CertificatePolicy:
         """Check an ``X-ARR-ClientCert`` value: base64 DER on one line (PEM armour tolerated)."""
         if value is None or not value.strip():
             return _rejected(CLIENTCERT_MISSING(f"no {self.label} was presented"))
+        return self.check_text(value, self._header_der, at=at)
+
+    def _header_der(self, value: str) -> bytes | PolicyVerdict:
         raw = value.encode("ascii", "replace")
         if len(raw) > MAX_CERTIFICATE_BYTES * 2:
             return _rejected(CLIENTCERT_MALFORMED(f"the {self.label} header is too large"))
@@ -196,29 +204,53 @@ class CertificatePolicy:
             raw = _PEM_ARMOUR.sub(b"", raw)
         text = b"".join(raw.split())  # far cheaper than a regex on the hot path
         try:
-            der = base64.b64decode(text, validate=True)
+            return base64.b64decode(text, validate=True)
         except (binascii.Error, ValueError):
             return _rejected(CLIENTCERT_MALFORMED(f"the {self.label} header is not base64"))
-        return self.check(der, at=at)
+
+    def check_text(self, value: str, decode: Callable[[str], bytes | PolicyVerdict], *,
+                   at: dt.datetime | None = None) -> PolicyVerdict:
+        """Check a certificate carried as text (a header value).
+
+        ``decode(value)`` gives the DER, or a rejection verdict, or raises (nothing is
+        cached then). Verdicts are cached by the exact text as well as by the DER, so the
+        same header again costs a dictionary lookup. ``at`` bypasses both caches.
+        """
+        wall = time.time()
+        if at is None:
+            entry = self._by_text.get(value, wall)
+            if entry is not None:
+                return entry[1]
+        der = decode(value)
+        if isinstance(der, PolicyVerdict):
+            return der
+        verdict, deadline = self._check(der, at, wall)
+        if deadline is not None:
+            self._by_text.put(value, deadline, verdict)
+        return verdict
 
     def check(self, certificate: x509.Certificate | bytes, *,
               at: dt.datetime | None = None) -> PolicyVerdict:
         """Check a certificate (object or DER). ``at`` (default now) bypasses the cache."""
+        return self._check(certificate, at, time.time())[0]
+
+    def _check(self, certificate: x509.Certificate | bytes, at: dt.datetime | None,
+               wall: float) -> tuple[PolicyVerdict, float | None]:
+        """The verdict, and the deadline it is cached until (``None``: not cached)."""
         if isinstance(certificate, x509.Certificate):
             der = certificate.public_bytes(serialization.Encoding.DER)
         else:
             der = bytes(certificate)
             certificate = None
         if not der:
-            return _rejected(CLIENTCERT_MISSING(f"no {self.label} was presented"))
+            return _rejected(CLIENTCERT_MISSING(f"no {self.label} was presented")), None
         if len(der) > MAX_CERTIFICATE_BYTES:
-            return _rejected(CLIENTCERT_MALFORMED(f"the {self.label} is too large"))
+            return _rejected(CLIENTCERT_MALFORMED(f"the {self.label} is too large")), None
         key = hashlib.sha256(der).digest()
-        wall = time.time()
         if at is None:
-            cached = self._cache.get(key, wall)
-            if cached is not None:
-                return cached
+            entry = self._cache.get(key, wall)
+            if entry is not None:
+                return entry[1], entry[0]
         now = at or dt.datetime.fromtimestamp(wall, dt.UTC)
         try:
             # cryptography parses lazily: a hostile key or extension raises on first use.
@@ -226,11 +258,13 @@ class CertificatePolicy:
                 certificate = x509.load_der_x509_certificate(der)
             verdict, cacheable = self._evaluate(certificate, now)
         except UNPARSABLE:
-            return _rejected(
-                CLIENTCERT_MALFORMED(f"the {self.label} is not a readable DER X.509 certificate"))
-        if at is None and cacheable:
-            self._cache.put(key, self._deadline(verdict, certificate, wall), verdict)
-        return verdict
+            return _rejected(CLIENTCERT_MALFORMED(
+                f"the {self.label} is not a readable DER X.509 certificate")), None
+        if at is not None or not cacheable:
+            return verdict, None
+        deadline = self._deadline(verdict, certificate, wall)
+        self._cache.put(key, deadline, verdict)
+        return verdict, deadline
 
     def _deadline(self, verdict: PolicyVerdict, leaf: x509.Certificate, wall: float) -> float:
         deadline = wall + self._cache_ttl

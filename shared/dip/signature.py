@@ -59,6 +59,7 @@ MAX_CERTIFICATE_HEADER_CHARS = 32 * 1024  # base64 of one PEM certificate: 2-4 K
 MAX_SIGNATURE_HEADER_CHARS = 2048  # RSA-8192 is 1366 characters of base64
 SIGNATURE_BYTES = (128, 1024)  # RSA-1024 to RSA-8192: anything else is not a signature
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z")
+_SHA256_BYTES = 32
 _PEM_BEGIN, _PEM_END = b"-----BEGIN CERTIFICATE-----", b"-----END CERTIFICATE-----"
 
 
@@ -193,14 +194,14 @@ class SignatureVerifier:
         except ValueError:
             raise DipEdgeError(SIGNATURE_MALFORMED(f"{DATE_HEADER} is not a valid date")) from None
         claimed = _b64(body_hash, CONTENT_HASH_HEADER, 64)
-        if len(claimed) != hashlib.sha256().digest_size:
+        if len(claimed) != _SHA256_BYTES:
             raise DipEdgeError(SIGNATURE_MALFORMED(
                 f"{CONTENT_HASH_HEADER} is not a SHA-256 digest"))
         signature = _b64(signature_value, SIGNATURE_HEADER, MAX_SIGNATURE_HEADER_CHARS)
         if not SIGNATURE_BYTES[0] <= len(signature) <= SIGNATURE_BYTES[1]:
             raise DipEdgeError(SIGNATURE_MALFORMED(
                 f"{SIGNATURE_HEADER} is {len(signature)} bytes, not an RSA signature"))
-        signer = self.policy.check(_certificate_der(cert_value))
+        signer = self.policy.check_text(cert_value, _certificate_der)
         if not signer.accepted and signer.errors[0].type in (CLIENTCERT_MALFORMED,
                                                              CLIENTCERT_MISSING):
             raise DipEdgeError(SIGNATURE_MALFORMED(
