@@ -47,6 +47,14 @@ def test_raw_is_each_element_exactly_as_delivered():
     assert [m.raw for m in messages] == [first.encode(), second.encode()]
 
 
+def test_raw_keeps_exact_utf8_bytes_after_non_ascii_text():
+    # Non-ASCII before an element shifts byte offsets away from character offsets.
+    first = '{"payload": {"CommonBlock": {"S0": {"interfaceID": "IF-1"}}}, "n": "Zürich ⚡"}'
+    second = '{"payload":{"CommonBlock":{"S0":{"interfaceID":"IF-2"}}},"s":"\\u00e9 é"}'
+    messages = parse_delivery(f"[{first},  {second}]".encode())
+    assert [m.raw for m in messages] == [first.encode(), second.encode()]
+
+
 def test_message_without_transaction_id_is_keyed_by_payload_hash():
     element = payload(None)
     message = parse_delivery(body(element))[0]

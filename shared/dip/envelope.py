@@ -52,7 +52,10 @@ def _reject_constant(name: str) -> Any:
 
 
 _DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+_SCAN = _DECODER.scan_once  # raw_decode without its Python wrapper: one call per element
 _SPACE = re.compile(r"[ \t\n\r]*")
+_WHITESPACE = frozenset(" \t\n\r")
+_SEPARATOR = re.compile(r"[ \t\n\r]*([,\]])[ \t\n\r]*")  # between two elements, or the end
 
 
 def _malformed(detail: str) -> DipEdgeError:
@@ -66,41 +69,50 @@ def _decode(body: bytes) -> str:
         raise _malformed(f"The body is not UTF-8 (invalid byte at offset {exc.start}).") from None
 
 
-def _elements(text: str) -> list[tuple[Any, str]]:
-    """The top-level array's elements, each with its exact text; raises on bad JSON.
+def _skip_space(text: str, at: int) -> int:
+    # Most separators carry no or one space: test one character before running the regex.
+    return _SPACE.match(text, at).end() if text[at:at + 1] in _WHITESPACE else at
 
-    Walking the array with ``raw_decode`` keeps each element's bytes as the DIP sent them,
+
+def _elements(text: str) -> list[tuple[Any, int, int]]:
+    """The top-level array's elements, each with its span in ``text``; raises on bad JSON.
+
+    Walking the array element by element keeps each element's bytes as the DIP sent them,
     without re-serialising anything.
     """
-    at = _SPACE.match(text).end()
+    at = _skip_space(text, 0)
     if text[at:at + 1] != "[":
         document = _DECODER.decode(text)  # valid JSON, but not an array? Or not JSON at all.
         raise DipEdgeError(MESSAGE_INVALID_ENVELOPE(
             f"The body must be a JSON array of messages, not a JSON {_kind(document)}."))
-    out: list[tuple[Any, str]] = []
-    at = _SPACE.match(text, at + 1).end()
+    out: list[tuple[Any, int, int]] = []
+    at = _skip_space(text, at + 1)
     if text[at:at + 1] == "]":
         at += 1
     else:
         while True:
-            value, end = _DECODER.raw_decode(text, at)
-            out.append((value, text[at:end]))
-            at = _SPACE.match(text, end).end()
-            separator = text[at:at + 1]
-            at = _SPACE.match(text, at + 1).end()
-            if separator == "]":
-                break
-            if separator != ",":
+            try:
+                value, end = _SCAN(text, at)
+            except StopIteration as exc:  # what raw_decode raises, with the same message
+                raise json.JSONDecodeError("Expecting value", text, exc.value) from None
+            out.append((value, at, end))
+            separator = _SEPARATOR.match(text, end)
+            if separator is None:
+                at = _skip_space(text, _skip_space(text, end) + 1)
                 raise json.JSONDecodeError("Expecting ',' delimiter", text, at)
-    if _SPACE.match(text, at).end() != len(text):
+            at = separator.end()
+            if separator[1] == "]":
+                break
+    if _skip_space(text, at) != len(text):
         raise json.JSONDecodeError("Extra data", text, at)
     return out
 
 
-def _load(body: bytes) -> list[tuple[Any, str]]:
+def _load(body: bytes) -> list[tuple[Any, bytes]]:
+    """Each element of the array with its exact bytes."""
     text = _decode(body)
     try:
-        return _elements(text)
+        elements = _elements(text)
     except RecursionError:
         raise _malformed("The JSON is nested too deeply.") from None
     except json.JSONDecodeError as exc:
@@ -108,6 +120,9 @@ def _load(body: bytes) -> list[tuple[Any, str]]:
                          f"column {exc.colno}.") from None
     except ValueError as exc:  # NaN / Infinity
         raise _malformed(f"The body is not valid JSON: {exc}.") from None
+    if body.isascii():  # character offsets are byte offsets: slice the body, no re-encoding
+        return [(value, body[start:end]) for value, start, end in elements]
+    return [(value, text[start:end].encode("utf-8")) for value, start, end in elements]
 
 
 def _invalid(index: int, detail: str) -> DipEdgeError:
@@ -140,14 +155,11 @@ def _kind(value: Any) -> str:
             float: "number", type(None): "null"}.get(type(value), type(value).__name__)
 
 
-def _date(*candidates: Any) -> str | None:
-    for value in candidates:
-        if isinstance(value, str) and _DATE.match(value):
-            return value[:10]
-    return None
+def _date(value: Any) -> str | None:
+    return value[:10] if isinstance(value, str) and _DATE.match(value) else None
 
 
-def _message(element: Any, text: str, index: int) -> Message:
+def _message(element: Any, raw: bytes, index: int) -> Message:
     element = _object(element, index, "the element")
     payload = _object(element.get("payload"), index, "payload")
     common = _object(payload.get("CommonBlock"), index, "payload.CommonBlock")
@@ -170,8 +182,8 @@ def _message(element: Any, text: str, index: int) -> Message:
         interface_id=interface_id,
         publication_id=publication_id,
         replay_indicator=bool(replay),
-        message_date=_date(d0.get("transactionTimestamp"), s1.get("senderTimestamp")),
-        raw=text.encode("utf-8"),
+        message_date=_date(d0.get("transactionTimestamp")) or _date(s1.get("senderTimestamp")),
+        raw=raw,
     )
 
 
@@ -181,7 +193,7 @@ def parse_delivery(body: bytes) -> tuple[Message, ...]:
     if not elements:
         raise DipEdgeError(MESSAGE_INVALID_ENVELOPE("The delivery holds no messages."))
     try:
-        return tuple(_message(element, text, index)
-                     for index, (element, text) in enumerate(elements))
+        return tuple(_message(element, raw, index)
+                     for index, (element, raw) in enumerate(elements))
     except RecursionError:  # canonical_json of a payload just under json's own limit
         raise _malformed("The JSON is nested too deeply.") from None
