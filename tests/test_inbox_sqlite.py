@@ -42,6 +42,16 @@ def test_same_id_twice_in_one_delivery_is_stored_once(inbox):
     assert len(inbox.list()) == 1
 
 
+def test_duplicates_across_statement_chunks(inbox, monkeypatch):
+    # Large deliveries are written in several statements; an ID repeated in a later
+    # statement is still a duplicate, and its first occurrence is still new.
+    monkeypatch.setattr("shared.dip.inbox.sqlite._ROWS_PER_STATEMENT", 2)
+    assert inbox.store(delivery("z"), RECEIPT) == [True]
+    assert inbox.store(delivery("a", "b", "c", "a", "z"), RECEIPT) == [
+        True, True, True, False, False]
+    assert [m.transaction_id for m in inbox.list()] == ["z", "a", "b", "c"]
+
+
 def test_get_returns_metadata_and_body(inbox):
     inbox.store(delivery("a"), RECEIPT)
     message = inbox.get("a")

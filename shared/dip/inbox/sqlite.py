@@ -12,6 +12,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Sequence
+from functools import lru_cache
 from pathlib import Path
 
 from shared.dip.envelope import Message
@@ -38,11 +39,19 @@ _LIST = ("SELECT seq, transaction_id, interface_id, publication_id, channel, rec
 _GET = ("SELECT seq, transaction_id, interface_id, publication_id, channel, received_at, "
         "replay_indicator, client_thumbprint, signer_thumbprint, body FROM messages "
         "WHERE transaction_id = ?")
+_EXISTING = "SELECT transaction_id FROM messages WHERE transaction_id IN "
 _INSERT = ("INSERT INTO messages (transaction_id, interface_id, publication_id, channel, "
            "received_at, replay_indicator, client_thumbprint, signer_thumbprint, body) VALUES ")
 _ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?)"
-_ON_CONFLICT = " ON CONFLICT (transaction_id) DO NOTHING RETURNING transaction_id"
+_ON_CONFLICT = " ON CONFLICT (transaction_id) DO NOTHING"
 _ROWS_PER_STATEMENT = 500  # 9 parameters each, well under SQLite's limit of 32766
+
+
+@lru_cache(maxsize=64)
+def _statements(rows: int) -> tuple[str, str]:
+    """(SELECT of those IDs already stored, multi-row INSERT) for ``rows`` messages."""
+    return (_EXISTING + "(" + ", ".join(["?"] * rows) + ")",
+            _INSERT + ", ".join([_ROW] * rows) + _ON_CONFLICT)
 
 
 class SqliteInbox:
@@ -65,37 +74,47 @@ class SqliteInbox:
             raise _unavailable(exc) from None
 
     def store(self, messages: Sequence[Message], receipt: Receipt) -> list[bool]:
-        rows = [(m.transaction_id, m.interface_id, m.publication_id, receipt.channel,
-                 receipt.received_at, int(m.replay_indicator), receipt.client_thumbprint,
-                 receipt.signer_thumbprint, m.raw) for m in messages]
         with self._lock:
             try:
                 self._db.execute("BEGIN IMMEDIATE")
                 try:
-                    inserted = self._insert(rows)
+                    stored = self._insert(messages, receipt)
                     self._db.execute("COMMIT")
                 except BaseException:
                     self._db.execute("ROLLBACK")
                     raise
             except sqlite3.Error as exc:
                 raise _unavailable(exc) from None
-        # New = inserted now, and the first of its ID in this delivery.
-        seen: set[str] = set()
+        # New = not stored before, and the first of its ID in this delivery.
+        seen = stored
         new = []
         for message in messages:
-            new.append(message.transaction_id in inserted and message.transaction_id not in seen)
+            new.append(message.transaction_id not in seen)
             seen.add(message.transaction_id)
         return new
 
-    def _insert(self, rows: list[tuple]) -> set[str]:
-        """Multi-row INSERT ... ON CONFLICT DO NOTHING RETURNING: the IDs actually inserted."""
-        inserted: set[str] = set()
-        for start in range(0, len(rows), _ROWS_PER_STATEMENT):
-            chunk = rows[start:start + _ROWS_PER_STATEMENT]
-            sql = _INSERT + ", ".join([_ROW] * len(chunk)) + _ON_CONFLICT
-            values = [value for row in chunk for value in row]
-            inserted.update(r[0] for r in self._db.execute(sql, values).fetchall())
-        return inserted
+    def _insert(self, messages: Sequence[Message], receipt: Receipt) -> set[str]:
+        """Insert, in the open transaction, the messages not stored yet; the IDs that were.
+
+        BEGIN IMMEDIATE holds the write lock, so nothing can insert between the SELECT and
+        the INSERT. (Asking first is cheaper than INSERT ... RETURNING, which steps once
+        per row; duplicates are the rare case.)
+        """
+        chunks = [messages[start:start + _ROWS_PER_STATEMENT]
+                  for start in range(0, len(messages), _ROWS_PER_STATEMENT)]
+        stored: set[str] = set()
+        for chunk in chunks:  # every SELECT before any INSERT of this delivery
+            stored.update(row[0] for row in self._db.execute(
+                _statements(len(chunk))[0], [m.transaction_id for m in chunk]))
+        fields = (receipt.channel, receipt.received_at)
+        thumbprints = (receipt.client_thumbprint, receipt.signer_thumbprint)
+        for chunk in chunks:
+            values: list = []
+            for m in chunk:
+                values += (m.transaction_id, m.interface_id, m.publication_id, *fields,
+                           int(m.replay_indicator), *thumbprints, m.raw)
+            self._db.execute(_statements(len(chunk))[1], values)
+        return stored
 
     def list(self, limit: int | None = None) -> list[StoredMessage]:
         # LIMIT -1 is SQLite's "no limit".
