@@ -15,6 +15,7 @@ import pytest
 from cryptography import x509
 from cryptography.x509.oid import AuthorityInformationAccessOID
 
+from shared.certs import aia as aia_module
 from shared.certs import policy as policy_module
 from shared.certs.aia import AiaFetcher
 from shared.certs.devpki import CLIENT_AUTH, issue
@@ -301,9 +302,10 @@ def aia_server(dip_pki):
     server.close()
 
 
-def _leaf_with_aia(dip_pki, url: str, cn: str = CLIENT_CN):
+def _leaf_with_aia(dip_pki, *urls: str, cn: str = CLIENT_CN):
     aia = x509.AuthorityInformationAccess([x509.AccessDescription(
-        AuthorityInformationAccessOID.CA_ISSUERS, x509.UniformResourceIdentifier(url))])
+        AuthorityInformationAccessOID.CA_ISSUERS, x509.UniformResourceIdentifier(url))
+        for url in urls])
     return issue(cn, organization="Elexon Limited", country="GB", issuer=dip_pki.intermediate,
                  dns_names=(cn,), extra_extensions=[(aia, False)]).certificate
 
@@ -354,6 +356,27 @@ def test_aia_refuses_other_schemes_and_userinfo():
                 "http://user@secure.globalsign.com/x.crt", "http://evil.example/x.crt",
                 "ldap://secure.globalsign.com/x", "http://secure.globalsign.com:bad/x"):
         assert not fetcher.allowed(url), url
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1\t/ca.crt", "http://127.0.0.1/ca\x01.crt",
+                                 "http://127.0.0.1/ca.crt\nX-Injected: 1"])
+def test_aia_url_with_control_characters_is_refused_not_raised(dip_pki, caplog, url):
+    # httpx raises InvalidURL (not an HTTPError) for these: a hostile leaf must not crash.
+    verdict = _aia_policy(dip_pki).check(_leaf_with_aia(dip_pki, url))
+    assert _codes(verdict) == ["clientcert.untrusted"]
+    assert "not allowed" in verdict.errors[0].detail
+    assert "\n" not in verdict.errors[0].detail and "\n" not in caplog.text.strip()
+
+
+def test_aia_tries_only_the_first_few_urls_of_a_certificate(dip_pki, aia_server):
+    # The URLs are the attacker's choice: 50 slow or failing fetches per request is a DoS.
+    paths = [f"/many-{i}.crt" for i in range(50)]
+    verdict = _aia_policy(dip_pki).check(
+        _leaf_with_aia(dip_pki, *(aia_server.url(p) for p in paths)))
+    assert _codes(verdict) == ["clientcert.untrusted"]
+    fetched = [p for p in paths if aia_server.hits.get(p)]
+    assert fetched == paths[:aia_module.MAX_URLS]
+    assert "further caIssuers URLs ignored" in verdict.errors[0].detail
 
 
 def test_aia_from_settings(dip_pki, aia_server):

@@ -4,8 +4,9 @@
 GlobalSign's Atlas issuing CAs rotate every quarter, so pinning one intermediate breaks
 four times a year. An :class:`AiaFetcher` fetches the issuer the leaf names, but only
 from allow-listed hosts (the URL is chosen by whoever made the certificate: never fetch
-from a host an attacker picks), over http(s), with a short timeout, a size limit and no
-redirects; results (and failures, briefly) are cached per URL::
+from a host an attacker picks), over http(s), with a short timeout, a size limit, no
+redirects and at most :data:`MAX_URLS` URLs per certificate; results (and failures,
+briefly) are cached per URL::
 
     fetcher = AiaFetcher(("secure.globalsign.com",))
     result = fetcher.fetch_issuers(leaf)      # .certificates, .complete, .notes
@@ -32,6 +33,7 @@ CACHE_SIZE = 64
 CACHE_TTL_SECONDS = 6 * 3600.0
 FAILURE_TTL_SECONDS = 60.0  # a failed fetch is retried after a minute, not per request
 SCHEMES = ("http", "https")  # caIssuers are usually plain http; the signature protects them
+MAX_URLS = 3  # the leaf is not verified yet: its author picks how many fetches we make
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,9 @@ class AiaFetcher:
 
     def allowed(self, url: str) -> bool:
         """Whether ``url`` is http(s) on an allow-listed host (exact match, any port)."""
+        # urlsplit silently drops tabs and newlines that httpx refuses (InvalidURL).
+        if not url.isascii() or not url.isprintable() or " " in url:
+            return False
         try:
             parts = urlsplit(url)
             host = (parts.hostname or "").rstrip(".")
@@ -98,10 +103,14 @@ class AiaFetcher:
         found: list[x509.Certificate] = []
         notes: list[str] = []
         complete = True
-        for url in ca_issuer_urls(certificate):
+        urls = ca_issuer_urls(certificate)
+        if len(urls) > MAX_URLS:
+            notes.append(f"{len(urls) - MAX_URLS} further caIssuers URLs ignored")
+        for url in urls[:MAX_URLS]:
             if not self.allowed(url):
-                notes.append(f"AIA URL not allowed (host not in AIA_ALLOWED_HOSTS): {url}")
-                log.warning("refused to fetch AIA caIssuers from %s: host not allow-listed", url)
+                notes.append(f"AIA URL not allowed (not http(s) on a host in "
+                             f"AIA_ALLOWED_HOSTS): {url!r}")
+                log.warning("refused to fetch AIA caIssuers from %r: not allow-listed", url)
                 continue
             certs, error = self._get(url)
             if error:
