@@ -405,3 +405,17 @@ def test_check_pfx_online_proof_exit_codes(fake_atlas, access_pfx, secret, fault
     assert document["globalsign"]["proven"] is (code is None)
     assert fake_atlas.logins() >= 1
     assert_no_secrets(done.stdout + done.stderr, secret, "cli-pfx-password")
+
+
+@pytest.mark.parametrize("path", ["/login", "/validationpolicy"])
+def test_deeply_nested_json_is_unexpected_not_a_crash(fake_atlas, connection, accounts, path):
+    fake_atlas.inject(200, path=path, body=b"[" * 100_000, content_type="application/json")
+    assert only_error(prove(connection, accounts[0])).code == "globalsign.unexpected_response"
+
+
+@pytest.mark.parametrize("value", ["\u00b2", "\u00b9\u00b2", " 12 5 ", "-1", "1e3"])
+def test_odd_retry_after_values_are_ignored(fake_atlas, connection, accounts, value):
+    fake_atlas.inject(503, path="/login", times=5, description="Service busy",
+                      headers={"Retry-After": value})
+    error = only_error(prove(connection, accounts[0]))
+    assert error.code == "globalsign.unavailable"

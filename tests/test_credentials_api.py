@@ -308,6 +308,10 @@ def test_globalsign_unexpected_answer_is_502(env, fake_atlas, fake_keyvault, acc
     (b"--b\r\nContent-Disposition: form-data; name=\"apiKey\"\r\n\r\nx", "multipart/form-data;"
      " boundary=b", 400, "request.malformed"),
     (b"whatever", "multipart/form-data", 400, "request.malformed"),
+    (b"[" * 100_000, "application/json", 400, "request.malformed"),  # nesting: RecursionError
+    (b'{"apiKey": "k", "apiSecret": "s", "pfxPassword": "\\ud800"}', "application/json", 400,
+     "request.malformed"),  # a lone surrogate is no text: it cannot be encoded as UTF-8
+    (b'{"apiKey": "\\udfff", "apiSecret": "s"}', "application/json", 400, "request.malformed"),
 ])
 def test_bodies_that_are_not_submissions(env, fake_keyvault, raw, content_type, status, code):
     headers = {"Content-Type": content_type} if content_type else {}
@@ -399,6 +403,8 @@ def test_no_secret_in_any_response_or_log_line(env, fake_atlas, fake_keyvault, a
         post(account.json(apiSecret="f" * 40)),
         get(),
     ]
+    # The password-less PFX written to the vault holds the private key in the clear.
+    stored_pfx = [b["value"] for b in fake_keyvault.secrets[get_settings().secret_name_pfx]]
     fake_atlas.busy(times=10)
     bodies.append(post(account.json()))
     fake_atlas.reset()
@@ -411,7 +417,7 @@ def test_no_secret_in_any_response_or_log_line(env, fake_atlas, fake_keyvault, a
     assert "credentials submit by unknown: stored set" in caplog.text
     key_pem = account.issued.key_pem().decode()
     assert_no_secrets(text, account.api_secret, PASSWORD, "not-" + PASSWORD, "f" * 40,
-                      account.pfx, key_pem.splitlines()[1], *tokens)
+                      account.pfx, key_pem.splitlines()[1], *tokens, *stored_pfx)
 
 
 def test_caller_is_logged_with_the_outcome_safely(env, accounts, caplog):

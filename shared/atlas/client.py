@@ -212,7 +212,7 @@ def _causes(exc: BaseException) -> list[BaseException]:
 def _json(response: httpx.Response) -> Any:
     try:
         return json.loads(response.content)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: arrays nested thousands deep
         return None
 
 
@@ -242,7 +242,7 @@ def _retry_after(response: httpx.Response) -> int | None:
     value = response.headers.get("retry-after")
     if not value:
         return None
-    if value.strip().isdigit():
+    if value.strip().isascii() and value.strip().isdigit():  # "²".isdigit() too
         return int(value)
     try:
         when = email.utils.parsedate_to_datetime(value)

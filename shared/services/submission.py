@@ -63,13 +63,18 @@ def parse_submission(request: Request, max_bytes: int) -> Submission:
 def _from_json(body: bytes) -> Submission:
     try:
         document = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # RecursionError: arrays nested thousands deep
         raise DipEdgeError(REQUEST_MALFORMED("The body is not valid JSON.")) from None
     if not isinstance(document, dict):
         raise DipEdgeError(REQUEST_MALFORMED("The body must be a JSON object."))
     for name in FIELDS:
         if document.get(name) is not None and not isinstance(document[name], str):
             raise DipEdgeError(REQUEST_MALFORMED(f"The field {name} must be a string."))
+        try:  # JSON escapes can spell lone surrogates, which no UTF-8 byte string holds
+            (document.get(name) or "").encode("utf-8")
+        except UnicodeEncodeError:
+            raise DipEdgeError(REQUEST_MALFORMED(
+                f"The field {name} is not valid Unicode text.")) from None
     findings: list[Finding] = []
     pfx = None
     if document.get("pfx") is not None:
