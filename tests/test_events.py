@@ -140,6 +140,19 @@ def test_the_same_event_twice_gives_one_report_and_the_same_result(env, atlas, c
                                     "reason": "no GlobalSign API key and secret are stored"}
 
 
+def test_an_event_naming_no_version_of_a_missing_secret_is_reported_once(env):
+    """With neither a version nor a secret, the report is named by the event's id, which
+    may be any text."""
+    event = new_version_event("0" * 32, event_id="odd id/../\u00e9t\u00e9")
+    event["data"] = {"ObjectName": get_settings().secret_name_pfx}
+    enqueue(env.cs, env.queue, event, event)
+    deliver(env.cs, env.queue)
+    deliver(env.cs, env.queue)
+    (report,) = reports(env).values()
+    assert report["errors"][0]["code"] == "secrets.not_found"
+    assert report["event"]["id"] == "odd id/../\u00e9t\u00e9"
+
+
 @pytest.mark.parametrize("value, content_type, code, fragment", [
     ("%%% not base64 %%%", "application/x-pkcs12", "pfx.not_pkcs12", "not base64"),
     (base64.b64encode(b"\x30\x82\x01\x00 certainly not PKCS#12").decode(),
@@ -222,6 +235,9 @@ def test_expiry_events_are_recorded_at_their_severity(env, caplog, event_type, l
     (json.dumps({"specversion": "1.0", "id": "1", "source": "s", "type":
                  "Microsoft.Storage.BlobCreated", "subject": "/nothing/here"}).encode(),
      "does not name a blob"),
+    (b"[" * 40000, "nested too deeply"),
+    (json.dumps(key_vault_event("SecretNewVersionCreated", "globalsign-pfx", "../../x",
+                                vault_url=VAULT)).encode(), "not a Key Vault version"),
 ])
 def test_a_malformed_message_is_recorded_as_rejected_and_not_retried(env, caplog, body,
                                                                      fragment):

@@ -100,6 +100,9 @@ def test_cloud_events_required_fields(field):
     (json.dumps({**kv(), "eventTime": "2026-01-01T00:00:00"}).encode(), "no time zone"),
     (json.dumps({**kv(), "data": [1]}).encode(), "'data' must be an object"),
     (b"{" * 70000, "at most"),
+    (b"[" * 60000, "nested too deeply"),
+    (base64.b64encode(b"[" * 40000), "nested too deeply"),
+    (b'{"id": "\\ud800", "eventType": "x"}', "not valid Unicode"),
 ])
 def test_bad_bodies_get_precise_errors(body, fragment):
     with pytest.raises(EventError) as raised:
@@ -112,6 +115,9 @@ def test_bad_bodies_get_precise_errors(body, fragment):
     ({"Id": "https://kv.vault.azure.net/secrets"}, "not a Key Vault object URL"),
     ({"Id": "https://kv.vault.azure.net/secrets/x/1", "EXP": "soon"}, "epoch seconds"),
     ({"Id": "https://kv.vault.azure.net/secrets/x/1", "EXP": 10**20}, "out of range"),
+    ({"Id": "https://kv.vault.azure.net/secrets/x/..%2F..%2Fetc"}, "not a Key Vault version"),
+    ({"ObjectName": "x", "Version": "a b"}, "not a Key Vault version"),
+    ({"ObjectName": "x", "Version": "\u00e9t\u00e9"}, "not a Key Vault version"),
 ])
 def test_bad_key_vault_data(data, fragment):
     event = parse_event({**kv(), "data": data})

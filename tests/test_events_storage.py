@@ -53,3 +53,25 @@ def test_without_event_storage_reports_are_files_and_uploads_cannot_be_read(app_
         events(queue_types.QueueMessage(id="u", body=upload, dequeue_count=1))
     assert getattr(raised.value, "code", None) == "config.invalid"
     assert "EVENTS_STORAGE is not set" in caplog.text
+
+
+def test_an_unusable_connection_string_is_a_configuration_error(app_env, caplog):
+    """Not a 500 from GET /api/credentials, not an unexpected error for the events queue;
+    and the value (which holds the account key) is never echoed."""
+    import json
+
+    import azure.functions.queue as queue_types
+
+    from tests.support.eventgrid import blob_created_event
+    from tests.support.functions import call_http, user_function
+
+    secret = "AccountKey=c2VjcmV0LWFjY291bnQta2V5"
+    app_env(EVENTS_STORAGE=f"NotAStorageSetting=1;{secret}")
+    response = call_http("credentials", "GET", "/api/credentials")
+    assert response.status_code == 200, response.get_body()
+    assert json.loads(response.get_body())["monitor"] is None
+    upload = json.dumps(blob_created_event("pfx-uploads", "a.pfx", etag="1", length=3))
+    with pytest.raises(Exception) as raised:
+        user_function("events")(queue_types.QueueMessage(id="u", body=upload, dequeue_count=1))
+    assert getattr(raised.value, "code", None) == "config.invalid"
+    assert "c2VjcmV0" not in caplog.text + str(raised.value) + response.get_body().decode()

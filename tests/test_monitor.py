@@ -234,3 +234,23 @@ def test_an_unreachable_store_is_an_error_line_not_a_crash(env, fake_keyvault):
     report = run_checks(get_settings())
     assert line(report, "Atlas PFX").detail.startswith("secrets.unavailable")
     assert report.level == "error"
+
+
+def test_reproving_with_an_unreadable_atlas_ca_bundle_is_an_error_line(env, atlas, tmp_path):
+    save(atlas.year)
+    garbage = tmp_path / "atlas-ca.pem"
+    garbage.write_text("not a certificate")
+    env(MONITOR_REPROVE_ATLAS="true", ATLAS_CA_BUNDLE=str(garbage))
+    login = line(run_checks(get_settings()), "Atlas login")
+    assert login.level == "error" and login.detail.startswith("config.invalid")
+
+
+def test_a_manifest_naming_no_versions_is_an_error_line(env, atlas, capsys):
+    save(atlas.year)
+    settings = get_settings()
+    manifest = json.loads(store().get_secret(settings.secret_name_credential_set).value)
+    store().set_secret(settings.secret_name_credential_set,
+                       json.dumps({**manifest, "versions": {"apiKey": 7}}))
+    assert main(["monitor"]) == 1
+    pfx = line(run_checks(settings), "Atlas PFX")
+    assert pfx.level == "error" and pfx.detail.startswith("secrets.unavailable")

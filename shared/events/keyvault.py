@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import logging
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
@@ -71,7 +72,10 @@ def _new_version(event: Event, obj: KeyVaultObject, ctx: EventContext) -> Handle
         logger.debug("ignored %s for %r: not the PFX secret %r", event.type, obj.name,
                      settings.secret_name_pfx)
         return Handled("ignored")
-    name = report_name(settings.secret_name_pfx, obj.version or f"event-{event.id}")
+    # No version (and, below, no secret to take it from): the event's id, which is free
+    # text, names the report through its digest.
+    name = report_name(settings.secret_name_pfx, obj.version or
+                       "event-" + hashlib.sha256(event.id.encode()).hexdigest()[:32])
     if obj.version and ctx.reports.get(name) is not None:
         return _duplicate(ctx, name)
     subject = {"name": settings.secret_name_pfx, "version": obj.version,

@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -25,6 +26,8 @@ from shared.problems import EVENT_MALFORMED, DipEdgeError
 
 # Real events are a few hundred bytes; Storage queue messages are at most 64 KiB.
 MAX_MESSAGE_BYTES = 64 * 1024
+# Key Vault object versions are 32 hex digits; be generous, but they name report blobs.
+_VERSION = re.compile(r"[A-Za-z0-9]{1,64}")
 
 EVENT_GRID = "eventgrid"
 CLOUD_EVENTS = "cloudevents"
@@ -93,10 +96,18 @@ def decode_body(body: bytes | str) -> Any:
         except (binascii.Error, ValueError):
             raise EventError("the message is neither JSON nor base64-encoded JSON") from None
     try:
-        return json.loads(text)
+        document = json.loads(text)
+        # JSON escapes can spell lone surrogates; such text cannot name a blob or a secret.
+        json.dumps(document, ensure_ascii=False).encode("utf-8")
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise EventError(f"the message is not valid JSON ({type(exc).__name__} at "
                          f"position {getattr(exc, 'pos', 0)})") from None
+    except UnicodeEncodeError:
+        raise EventError("the message is not valid Unicode text (a lone surrogate escape)"
+                         ) from None
+    except RecursionError:
+        raise EventError("the message's JSON is nested too deeply") from None
+    return document
 
 
 def parse_message(body: bytes | str) -> list[Event]:
@@ -216,6 +227,9 @@ def key_vault_object(event: Event) -> KeyVaultObject:
         version = segments[2] if len(segments) > 2 else version
         kind = kind or {"secrets": "Secret", "certificates": "Certificate",
                         "keys": "Key"}.get(collection, "")
+    if version is not None and not _VERSION.fullmatch(version):
+        raise EventError(f"the event names {version[:40]!r}, which is not a Key Vault "
+                         "version")
     name = name or event.subject
     if not name:
         raise EventError("the Key Vault event names no object (data.Id, data.ObjectName and "

@@ -88,14 +88,27 @@ def _credential():
     return DefaultAzureCredential()
 
 
+@contextlib.contextmanager
+def _unusable_setting() -> Iterator[None]:
+    """The SDKs refuse a malformed connection string or URL with ValueError: name the
+    setting, never its value (a connection string holds the account key)."""
+    try:
+        yield
+    except ValueError:
+        raise DipEdgeError(CONFIG_INVALID(
+            "EVENTS_STORAGE (or EVENTS_STORAGE__*) is not a usable storage connection "
+            "string or account URL")) from None
+
+
 @lru_cache(maxsize=4)
 def _blob_service(found: Connection):
     from azure.storage.blob import BlobServiceClient
 
-    if found.connection_string:
-        return BlobServiceClient.from_connection_string(found.connection_string,
-                                                        **CLIENT_OPTIONS)
-    return BlobServiceClient(found.blob_url, credential=_credential(), **CLIENT_OPTIONS)
+    with _unusable_setting():
+        if found.connection_string:
+            return BlobServiceClient.from_connection_string(found.connection_string,
+                                                            **CLIENT_OPTIONS)
+        return BlobServiceClient(found.blob_url, credential=_credential(), **CLIENT_OPTIONS)
 
 
 def blob_service(settings: Settings):
@@ -114,11 +127,12 @@ def queue_client(settings: Settings, queue: str, *, base64_messages: bool = True
     found = _required(settings)
     policies = ({"message_encode_policy": TextBase64EncodePolicy(),
                  "message_decode_policy": TextBase64DecodePolicy()} if base64_messages else {})
-    if found.connection_string:
-        return QueueClient.from_connection_string(found.connection_string, queue, **policies,
-                                                  **CLIENT_OPTIONS)
-    return QueueClient(found.queue_url, queue, credential=_credential(), **policies,
-                       **CLIENT_OPTIONS)
+    with _unusable_setting():
+        if found.connection_string:
+            return QueueClient.from_connection_string(found.connection_string, queue,
+                                                      **policies, **CLIENT_OPTIONS)
+        return QueueClient(found.queue_url, queue, credential=_credential(), **policies,
+                           **CLIENT_OPTIONS)
 
 
 @contextlib.contextmanager

@@ -165,13 +165,18 @@ def _stored_credentials(settings: Settings, limits: Thresholds,
     return _reprove(settings, stored, report, lines)
 
 
-def _reprove(settings: Settings, stored, report, lines: list[CredentialStatus]) -> dict:
+def _reprove(settings: Settings, stored, report,
+             lines: list[CredentialStatus]) -> dict | None:
     from shared.atlas.proof import AtlasConnection, prove_credentials
 
-    proof = prove_credentials(stored.api_key, stored.api_secret, report.leaf,
-                              report.private_key, report.chain_certificates,
-                              AtlasConnection.from_settings(settings))
     label = "GlobalSign Atlas login (stored API key, secret and PFX)"
+    try:
+        proof = prove_credentials(stored.api_key, stored.api_secret, report.leaf,
+                                  report.private_key, report.chain_certificates,
+                                  AtlasConnection.from_settings(settings))
+    except DipEdgeError as err:  # config.invalid: an unreadable ATLAS_CA_BUNDLE
+        lines.append(CredentialStatus(label, ERROR, f"{err.code}: {err.finding.detail}"))
+        return None
     if proof.proven:
         lines.append(CredentialStatus(label, OK, "proven"))
     else:

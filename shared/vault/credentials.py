@@ -76,6 +76,12 @@ class CredentialMetadata:
 
     @classmethod
     def from_dict(cls, doc: Mapping[str, Any]) -> CredentialMetadata:
+        """Raises ``ValueError``/``KeyError``/``TypeError`` for a manifest it cannot follow."""
+        versions = doc["versions"]
+        if not isinstance(versions, Mapping) or not all(
+                isinstance(versions.get(k), str) and versions[k]
+                for k in ("apiKey", "apiSecret", "pfx")):
+            raise ValueError("the manifest does not name a version of each secret")
         return cls(set_id=doc["credentialSet"], thumbprint=doc["thumbprint"],
                    thumbprint_sha256=doc["thumbprintSha256"], subject=doc["subject"],
                    not_after=datetime.fromisoformat(doc["notAfter"]),
