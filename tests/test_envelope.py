@@ -139,3 +139,30 @@ def test_message_date_falls_back_to_sender_timestamp_then_none():
     element["payload"]["CommonBlock"]["S1"] = {"senderTimestamp": "2025-01-02T03:04:05Z"}
     assert parse_delivery(body(element))[0].message_date == "2025-01-02"
     assert parse_delivery(body(payload(None)))[0].message_date is None
+
+
+@pytest.mark.parametrize("field", ["S0.interfaceID", "D0.transactionID", "D0.publicationID"])
+def test_identifier_with_an_unpaired_surrogate_is_invalid(field):
+    # JSON lets "\ud800" through; no store can encode it (UTF-8, blob names), so it used
+    # to reach the inbox and fail there with a 500.
+    block, name = field.split(".")
+    element = payload("tx")
+    element["payload"]["CommonBlock"][block][name] = "IF-\ud800"
+    code, detail = code_of(body(element))
+    assert code == "message.invalid_envelope" and name in detail
+
+
+@pytest.mark.parametrize("custom", [b"1e400", b'"\\udc00"'])
+def test_unhashable_payload_without_transaction_id_is_invalid(custom):
+    # Keyed by the hash of its canonical JSON, which has no form for inf or a lone
+    # surrogate: a precise 400, not a ValueError/UnicodeEncodeError from json.dumps.
+    raw = (b'[{"payload":{"CommonBlock":{"S0":{"interfaceID":"IF-1"}},"CustomBlock":' +
+           custom + b"}}]")
+    code, detail = code_of(raw)
+    assert code == "message.invalid_envelope" and "Message [0]" in detail
+
+
+def test_payload_oddities_are_kept_when_the_transaction_id_keys_the_message():
+    raw = (b'[{"payload":{"CommonBlock":{"S0":{"interfaceID":"IF-1"},'
+           b'"D0":{"transactionID":"tx"}},"CustomBlock":[1e400,"\\udc00"]}}]')
+    assert parse_delivery(raw)[0].raw == raw[1:-1]

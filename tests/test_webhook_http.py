@@ -185,6 +185,11 @@ def test_unsigned_delivery(env, dip_pki):
      "message.invalid_envelope"),
     (b"[]", "message.invalid_envelope"),
     (b'[{"payload": {"CommonBlock": {"S0": {}}}}]', "message.invalid_envelope"),
+    # Valid JSON that no store (or the payload hash) can encode: once a 500.
+    (b'[{"payload": {"CommonBlock": {"S0": {"interfaceID": "IF-033"}, '
+     b'"D0": {"transactionID": "tx-\\ud800"}}}}]', "message.invalid_envelope"),
+    (b'[{"payload": {"CommonBlock": {"S0": {"interfaceID": "IF-033"}}, "x": 1e400}}]',
+     "message.invalid_envelope"),
 ])
 def test_bad_bodies_properly_signed(env, dip_pki, body, code):
     got, doc, _ = post(dip_pki, body)
@@ -284,3 +289,14 @@ def test_blob_inbox_through_http_with_storage_failing_between_messages(
     inbox = BlobInbox.connect(azurite.connection_string, container, container)
     assert sorted(m.transaction_id for m in inbox.list()) == ["tx-1", "tx-2"]
     assert {m.channel for m in inbox.list()} == {"pub-033"}
+
+
+@pytest.mark.parametrize("channel", ["a\r\nFAKE LOG LINE", "\x1b[31mred", "c" * 257])
+def test_hostile_channel_is_not_found_and_never_logged_or_stored(env, dip_pki, caplog, channel):
+    # The route decodes %0D%0A, %1B... into the channel, which went verbatim into the log
+    # line, the inbox and `inbox list`: a forged log line.
+    caplog.set_level(logging.INFO, logger="dip_edge")
+    got, doc, _ = post(dip_pki, delivery("tx-1"), channel=channel)
+    assert (got, doc["code"]) == (404, "request.not_found")
+    assert "FAKE" not in caplog.text and "\x1b" not in caplog.text
+    assert stored(env) == []

@@ -21,7 +21,9 @@ from shared.problems import MESSAGE_INVALID_ENVELOPE, MESSAGE_MALFORMED_JSON, Di
 
 MAX_ID_LENGTH = 256
 HASH_KEY_PREFIX = "sha256-"
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# Control characters, and the unpaired surrogates JSON's \uXXXX escapes let through
+# (no UTF-8 store, nor a blob name, can hold one).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
@@ -138,15 +140,21 @@ def _object(value: Any, index: int, path: str, *, required: bool = True) -> dict
     return value
 
 
+def is_storable_id(value: str) -> bool:
+    """At most ``MAX_ID_LENGTH`` characters, none of them a control character or an
+    unpaired surrogate: safe in a log line, a blob name and the SQLite inbox."""
+    return len(value) <= MAX_ID_LENGTH and not _CONTROL.search(value)
+
+
 def _identifier(value: Any, index: int, path: str, *, required: bool) -> str | None:
     if value is None and not required:
         return None
     if not isinstance(value, str) or not value.strip():
         kind = "missing" if value is None else f"a JSON {_kind(value)}, not a non-empty string"
         raise _invalid(index, f"{path} is {kind}.")
-    if len(value) > MAX_ID_LENGTH or _CONTROL.search(value):
+    if not is_storable_id(value):
         raise _invalid(index, f"{path} is longer than {MAX_ID_LENGTH} characters or holds "
-                              "control characters.")
+                              "control characters or unpaired surrogates.")
     return value
 
 
@@ -176,7 +184,13 @@ def _message(element: Any, raw: bytes, index: int) -> Message:
     if replay is not None and not isinstance(replay, bool):
         raise _invalid(index, "payload.CommonBlock.D0.replayIndicator is not a boolean.")
     if transaction_id is None:
-        transaction_id = HASH_KEY_PREFIX + hashlib.sha256(canonical_json(payload)).hexdigest()
+        try:
+            canonical = canonical_json(payload)
+        except ValueError:  # inf (1e400); UnicodeEncodeError: an unpaired surrogate
+            raise _invalid(index, "payload.CommonBlock.D0.transactionID is missing and the "
+                                  "payload has no canonical form to key it by (a number out "
+                                  "of range or an unpaired surrogate).") from None
+        transaction_id = HASH_KEY_PREFIX + hashlib.sha256(canonical).hexdigest()
     return Message(
         transaction_id=transaction_id,
         interface_id=interface_id,

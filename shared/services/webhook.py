@@ -1,6 +1,7 @@
 """``POST /api/webhooks/dip[/{channel}]``: authenticate a DIP delivery, store it, acknowledge it.
 
-Checks run in this order, and the first that fails answers:
+Checks run in this order, and the first that fails answers (a ``{channel}`` that could
+not be logged or stored safely is not a route at all: ``request.not_found``, 404):
 
 1. body size (``message.too_large``, 413) and media type (``message.unsupported_media_type``,
    415: ``application/json``, charset optional but UTF-8 if given);
@@ -22,12 +23,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from shared.certs.policy import CertificatePolicy
-from shared.dip.envelope import parse_delivery
+from shared.dip.envelope import MAX_ID_LENGTH, is_storable_id, parse_delivery
 from shared.dip.inbox import Inbox, Receipt, open_inbox
 from shared.dip.signature import SignatureVerifier
 from shared.problems import (
     MESSAGE_TOO_LARGE,
     MESSAGE_UNSUPPORTED_MEDIA_TYPE,
+    REQUEST_NOT_FOUND,
     DipEdgeError,
     error_result,
     problem_result,
@@ -94,7 +96,15 @@ def _now() -> str:
 def receive(request: Request, settings: Settings) -> HttpResult:
     """Handle one delivery (see the module docstring for the order of checks)."""
     channel = request.route_params.get("channel") or None
-    result, outcome = _receive(request, settings, channel)
+    if channel is not None and not is_storable_id(channel):
+        # The route decodes %0D%0A and the like: such a channel would forge log lines and
+        # reach the inbox, so no webhook is served there.
+        finding = REQUEST_NOT_FOUND("No webhook channel has that name (at most "
+                                    f"{MAX_ID_LENGTH} characters, no control characters).")
+        result, outcome = _rejected(problem_result(finding), finding.code)
+        channel = "(invalid)"
+    else:
+        result, outcome = _receive(request, settings, channel)
     # One line per delivery; codes and counts only, never header values or bodies.
     logger.log(logging.INFO if result.status == 200 else logging.WARNING,
                "dip delivery: channel=%s status=%d %s", channel, result.status, outcome)
