@@ -103,6 +103,7 @@ def test_mismatch_explanation_names_fields_not_values(presented):
     ('[{"spki_sha256": "bm90IGEgZGlnZXN0"}]', "spki_sha256 must be a SHA-256 digest"),
     ('[{"subject": "just words"}]', "subject is not an RFC 4514 distinguished name"),
     ('[{"issuer_subject": "CN=a,=b"}]', "issuer_subject is not an RFC 4514"),
+    ("[" * 100_000, "nested too deeply"),  # json raised RecursionError
 ])
 def test_bad_rules_are_config_errors_naming_the_setting_and_the_problem(doc, message):
     with pytest.raises(DipEdgeError) as caught:

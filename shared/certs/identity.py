@@ -233,6 +233,8 @@ class IdentityRules:
                 raise IdentityConfigError(
                     f"is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
                 ) from None
+            except RecursionError:
+                raise IdentityConfigError("is not usable JSON: nested too deeply") from None
             return cls.from_json(doc)
         except IdentityConfigError as exc:
             raise DipEdgeError(CONFIG_INVALID(f"{setting}: {exc}")) from None

@@ -49,19 +49,20 @@ def run(args: argparse.Namespace) -> int:
     from shared.problems import DipEdgeError
     from shared.settings import load_settings
 
-    at = _parse_time(args.at) if args.at else None
+    at = _parse_time(args.at) if args.at is not None else None
     leaf, extra_pem = _read_certificate(args.cert)
     settings = load_settings()
     try:
         sources = TrustSources.from_settings(_without_overridden(settings, args), "client")
         sources = replace(
             sources,
-            anchors=("--anchors", _path(args.anchors)) if args.anchors else sources.anchors,
+            anchors=("--anchors", _path(args.anchors)) if args.anchors is not None
+            else sources.anchors,
             intermediates=sources.intermediates
             + tuple(("--chain", _path(p)) for p in args.chain)
             + ((("CERT", extra_pem),) if extra_pem else ()),
             identities=("--identities", _json_or_path(args.identities))
-            if args.identities else sources.identities,
+            if args.identities is not None else sources.identities,
             usage=args.usage or sources.usage,
         )
         policy = sources.build()
@@ -85,7 +86,8 @@ def _without_overridden(settings, args):
 
     overridden = {"DIP_CLIENT_TRUST_ANCHORS": args.anchors, "DIP_CLIENT_IDENTITIES":
                   args.identities, "DIP_CLIENT_EKU": args.usage}
-    errors = tuple(e for e in settings.errors if not overridden.get(e.split(":", 1)[0]))
+    errors = tuple(e for e in settings.errors
+                   if overridden.get(e.split(":", 1)[0]) is None)
     return replace(settings, errors=errors)
 
 
@@ -101,7 +103,8 @@ def _parse_time(text: str) -> dt.datetime:
 def _path(value: str) -> str:
     path = Path(value)
     if not path.is_file():
-        raise UsageError(f"no such file: {value}")
+        raise UsageError(f"no such file: {value}" if not path.exists()
+                         else f"not a regular file: {value}")
     return str(path)
 
 
@@ -115,7 +118,11 @@ def _read_certificate(value: str):
     from cryptography.hazmat.primitives.serialization import Encoding
 
     path = Path(_path(value))
-    data = path.read_bytes()[:MAX_FILE_BYTES + 1]
+    try:
+        with path.open("rb") as file:
+            data = file.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        raise UsageError(f"cannot read {value}: {exc.strerror or type(exc).__name__}") from None
     if len(data) > MAX_FILE_BYTES:
         raise UsageError(f"{value}: larger than {MAX_FILE_BYTES} bytes; not a certificate")
     if b"-----BEGIN CERTIFICATE-----" not in data:
