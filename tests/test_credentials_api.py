@@ -308,6 +308,10 @@ def test_globalsign_unexpected_answer_is_502(env, fake_atlas, fake_keyvault, acc
     (b"--b\r\nContent-Disposition: form-data; name=\"apiKey\"\r\n\r\nx", "multipart/form-data;"
      " boundary=b", 400, "request.malformed"),
     (b"whatever", "multipart/form-data", 400, "request.malformed"),
+    (b"--b\r\nContent-Disposition: form-data; name=\"apiKey\"" + b"; x=y" * 20_000
+     + b"\r\n\r\nk\r\n--b--\r\n", "multipart/form-data; boundary=b", 400,
+     "request.malformed"),  # a part head this size costs the email parser seconds per MB
+    (b"--\xe2\x82\xac\r\n", "multipart/form-data; boundary=\u20ac", 400, "request.malformed"),
     (b"[" * 100_000, "application/json", 400, "request.malformed"),  # nesting: RecursionError
     (b'{"apiKey": "k", "apiSecret": "s", "pfxPassword": "\\ud800"}', "application/json", 400,
      "request.malformed"),  # a lone surrogate is no text: it cannot be encoded as UTF-8

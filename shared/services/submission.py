@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from email.message import Message
@@ -32,6 +33,9 @@ from shared.web import Request
 
 FIELDS = ("apiKey", "apiSecret", "pfx", "pfxPassword")
 MAX_PARTS = 16
+# The email parser reading header parameters is quadratic: a 2 MB part head costs ~30 s.
+MAX_HEADER_BYTES = 8 * 1024
+_BOUNDARY = re.compile(r"[0-9A-Za-z'()+_,\-./:=? ]{0,69}[0-9A-Za-z'()+_,\-./:=?]")  # RFC 2046
 
 
 @dataclass(frozen=True)
@@ -94,7 +98,7 @@ def _from_json(body: bytes) -> Submission:
 
 def _from_multipart(body: bytes, content_type: str) -> Submission:
     boundary = _param(content_type, "content-type", "boundary")
-    if not boundary or len(boundary) > 70:
+    if not boundary or not _BOUNDARY.fullmatch(boundary):
         raise DipEdgeError(REQUEST_MALFORMED("The multipart Content-Type has no valid boundary."))
     parts = _parts(body, boundary.encode("latin-1"))
     texts: dict[str, str] = {}
@@ -148,6 +152,9 @@ def _part(raw: bytes) -> tuple[str, bytes]:
         head, separator, content = b"", b"\r\n", raw[2:]
     if not separator:
         raise DipEdgeError(REQUEST_MALFORMED("A multipart part has no header end."))
+    if len(head) > MAX_HEADER_BYTES:
+        raise DipEdgeError(REQUEST_MALFORMED(
+            f"A multipart part's headers may be at most {MAX_HEADER_BYTES} bytes."))
     disposition = ""
     for line in head.split(b"\r\n"):
         key, colon, value = line.partition(b":")
@@ -163,6 +170,9 @@ def _part(raw: bytes) -> tuple[str, bytes]:
 
 
 def _param(value: str, header: str, name: str) -> str | None:
+    if len(value) > MAX_HEADER_BYTES:
+        raise DipEdgeError(REQUEST_MALFORMED(
+            f"The {header} header may be at most {MAX_HEADER_BYTES} characters."))
     message = Message()
     message[header] = value
     found = message.get_param(name, header=header)
