@@ -2,7 +2,9 @@
 
 Blob names are ``<date>/<interfaceID>/<transactionID>.json`` where the date is the
 message's own (``D0.transactionTimestamp``), not the receipt time, so a redelivery after
-midnight maps to the same name. Blobs are written create-only (``If-None-Match: *``): a
+midnight maps to the same name. The IDs are percent-encoded (``.``/``..`` as ``%2E``, and
+one too long for Azure's 1,024-character names as ``=sha256-<hex>``); the metadata keeps
+them as sent. Blobs are written create-only (``If-None-Match: *``): a
 redelivery finds the blob there and is reported as a duplicate, never overwritten.
 
 After the blob, a small queue message (a pointer: container, blob name, IDs) tells
@@ -19,6 +21,7 @@ failure stay stored, and the DIP's retry stores the rest.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 from collections.abc import Sequence
 from urllib.parse import quote, unquote
@@ -32,10 +35,25 @@ QUEUE_MESSAGE_LIMIT = 64 * 1024  # bytes, after base64
 _POINTER_LIMIT = QUEUE_MESSAGE_LIMIT * 3 // 4  # before base64
 
 
+_MAX_NAME_PART = 500  # two parts, the date and ".json" within Azure's 1,024 characters
+
+
+def _name_part(value: str) -> str:
+    """``value`` as one segment of a blob name: percent-encoded, one-to-one."""
+    part = quote(value, safe="")
+    if not part.strip("."):
+        # "." and ".." are dot segments HTTP clients remove after the request is signed;
+        # quote() never writes %2E, so this stays one-to-one.
+        return part.replace(".", "%2E")
+    if len(part) > _MAX_NAME_PART:  # long non-ASCII IDs: up to 12 characters each
+        # quote() never writes "=", so no other ID encodes to this.
+        return "=sha256-" + hashlib.sha256(value.encode()).hexdigest()
+    return part
+
+
 def blob_name(message: Message) -> str:
     date = message.message_date or "undated"
-    return (f"{date}/{quote(message.interface_id, safe='')}/"
-            f"{quote(message.transaction_id, safe='')}.json")
+    return f"{date}/{_name_part(message.interface_id)}/{_name_part(message.transaction_id)}.json"
 
 
 class BlobInbox:
@@ -153,7 +171,7 @@ class BlobInbox:
     def get(self, transaction_id: str) -> StoredMessage | None:
         from azure.core.exceptions import AzureError, ResourceNotFoundError
 
-        suffix = f"/{quote(transaction_id, safe='')}.json"
+        suffix = f"/{_name_part(transaction_id)}.json"
         try:
             for item in self._container.list_blobs():
                 if item.name.endswith(suffix):
