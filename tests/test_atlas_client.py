@@ -419,3 +419,20 @@ def test_odd_retry_after_values_are_ignored(fake_atlas, connection, accounts, va
                       headers={"Retry-After": value})
     error = only_error(prove(connection, accounts[0]))
     assert error.code == "globalsign.unavailable"
+
+
+def test_a_huge_answer_is_unexpected_and_not_read_whole(fake_atlas, connection, accounts):
+    # Atlas's answers are a few KB; a front end streaming megabytes is not one of them.
+    huge = b'{"description": "' + b"x" * (4 * 1024 * 1024) + b'"}'
+    fake_atlas.inject(200, path="/validationpolicy", body=huge, content_type="application/json")
+    error = only_error(prove(connection, accounts[0]))
+    assert error.code == "globalsign.unexpected_response" and "larger than" in error.detail
+    assert len(error.detail) < 500
+
+
+def test_a_body_that_does_not_match_its_content_encoding_is_unexpected(fake_atlas, connection,
+                                                                      accounts):
+    fake_atlas.inject(200, path="/login", body=b"not gzip at all",
+                      content_type="application/json", headers={"Content-Encoding": "gzip"})
+    error = only_error(prove(connection, accounts[0]))
+    assert error.code == "globalsign.unexpected_response" and "Content-Encoding" in error.detail

@@ -25,7 +25,7 @@ import email.utils
 import json
 import ssl
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -40,7 +40,6 @@ from shared.problems import (
 )
 
 if TYPE_CHECKING:
-    import httpx
     from cryptography import x509
 
     from shared.settings import Settings
@@ -52,6 +51,17 @@ TOKEN_REUSE_SECONDS = TOKEN_LIFETIME_SECONDS - 60
 RETRY_STATUSES = frozenset({202, 429})
 FRONT_END_REFUSALS = frozenset({400, 401, 403})
 _DESCRIPTION_LIMIT = 200
+# Atlas's answers are a few KB; read no more than this of any answer (decompressed).
+MAX_ANSWER_BYTES = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One HTTP answer from Atlas, read whole (within ``MAX_ANSWER_BYTES``)."""
+
+    status_code: int
+    headers: Mapping[str, str]  # httpx.Headers: case-insensitive
+    content: bytes
 
 
 @dataclass(frozen=True)
@@ -146,7 +156,7 @@ class AtlasClient:
             return _expect_json(response, path)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    def _send(self, method: str, path: str, **kwargs: Any) -> Answer:
         import httpx
 
         retry_after: int | None = None
@@ -154,7 +164,7 @@ class AtlasClient:
         for attempt in range(self.connection.max_retries + 1):
             wait = self.connection.backoff * 2 ** attempt
             try:
-                response = self._http.request(method, path, **kwargs)
+                response = self._fetch(method, path, **kwargs)
             except httpx.TimeoutException:
                 detail = f"GlobalSign did not answer within {self.connection.timeout:g} s."
             except httpx.TransportError as exc:
@@ -172,6 +182,24 @@ class AtlasClient:
         raise DipEdgeError(GS_UNAVAILABLE(
             f"{detail} Gave up after {self.connection.max_retries + 1} tries."),
             retry_after=retry_after)
+
+    def _fetch(self, method: str, path: str, **kwargs: Any) -> Answer:
+        import httpx
+
+        with self._http.stream(method, path, **kwargs) as response:
+            content = bytearray()
+            try:
+                for chunk in response.iter_bytes():
+                    content += chunk
+                    if len(content) > MAX_ANSWER_BYTES:
+                        raise DipEdgeError(GS_UNEXPECTED_RESPONSE(
+                            f"GlobalSign answered {response.status_code} to /{path} with a "
+                            f"body larger than {MAX_ANSWER_BYTES} bytes."))
+            except httpx.DecodingError:
+                raise DipEdgeError(GS_UNEXPECTED_RESPONSE(
+                    f"GlobalSign answered {response.status_code} to /{path} with a body "
+                    "that does not match its Content-Encoding.")) from None
+            return Answer(response.status_code, response.headers, bytes(content))
 
 
 def _transport_failure(exc: Exception) -> str:
@@ -209,14 +237,14 @@ def _causes(exc: BaseException) -> list[BaseException]:
     return seen
 
 
-def _json(response: httpx.Response) -> Any:
+def _json(response: Answer) -> Any:
     try:
         return json.loads(response.content)
     except (ValueError, RecursionError):  # RecursionError: arrays nested thousands deep
         return None
 
 
-def _describe(response: httpx.Response) -> str:
+def _describe(response: Answer) -> str:
     document = _json(response)
     description = document.get("description") if isinstance(document, dict) else None
     if not isinstance(description, str) or not description:
@@ -224,7 +252,7 @@ def _describe(response: httpx.Response) -> str:
     return f' "{description[:_DESCRIPTION_LIMIT]}"'
 
 
-def _expect_json(response: httpx.Response, path: str) -> Any:
+def _expect_json(response: Answer, path: str) -> Any:
     status = response.status_code
     document = _json(response)
     if status in FRONT_END_REFUSALS and document is None:
@@ -238,7 +266,7 @@ def _expect_json(response: httpx.Response, path: str) -> Any:
     return document
 
 
-def _retry_after(response: httpx.Response) -> int | None:
+def _retry_after(response: Answer) -> int | None:
     value = response.headers.get("retry-after")
     if not value:
         return None
