@@ -81,6 +81,7 @@ PFX_NO_PRIVATE_KEY = _define("pfx.no_private_key", "The PFX holds no private key
 PFX_KEY_MISMATCH = _define(
     "pfx.key_mismatch", "The private key matches none of the certificates", 422
 )
+PFX_SEVERAL_KEYS = _define("pfx.several_keys", "The PFX holds more than one private key", 422)
 
 # Certificate (the leaf found in the PFX).
 CERT_EXPIRED = _define("cert.expired", "The certificate has expired", 422)

@@ -160,7 +160,7 @@ CLI_CASES = {
     "ca_certificate": "cert.is_ca", "self_signed": "cert.untrusted_issuer",
     "wrong_chain": "cert.untrusted_issuer", "key_mismatch": "pfx.key_mismatch",
     "key_only": "pfx.no_certificate", "certificate_only": "pfx.no_private_key",
-    "malformed_extension": "cert.malformed",
+    "malformed_extension": "cert.malformed", "several_keys": "pfx.several_keys",
 }
 
 

@@ -14,7 +14,7 @@ from shared.certs.facts import describe, to_passwordless_pfx
 from shared.certs.pfx_check import PfxPolicy, check_pfx
 from shared.problems import CATALOGUE, DipEdgeError
 from shared.settings import load_settings
-from tests.support.pfx_factory import PASSWORD, PfxFactory, encryption
+from tests.support.pfx_factory import PASSWORD, PfxFactory, encryption, join_pfx, to_pfx
 
 POLICY = PfxPolicy()
 
@@ -46,6 +46,7 @@ ERROR_CASES = {
     "cert.is_ca": "ca_certificate",
     "cert.untrusted_issuer": "self_signed",
     "cert.malformed": "malformed_extension",
+    "pfx.several_keys": "several_keys",
 }
 
 
@@ -109,6 +110,7 @@ class TestPasswords:
         report = check(factory.rsa_aes, password=None)
         assert codes(report.errors) == ["pfx.wrong_password"]
         assert "none was given" in report.errors[0].detail
+        assert "a password is needed" in report.errors[0].detail  # DESIGN.md's wording
 
     @pytest.mark.parametrize("kind", ["rsa_aes", "rsa_legacy"])
     def test_given_but_wrong(self, factory, kind):
@@ -145,6 +147,18 @@ class TestLeafSelection:
         assert codes(report.errors) == ["pfx.key_mismatch"]
         assert report.certificate.common_name == "acme-atlas-access"
         assert report.private_key is None
+
+    @pytest.mark.parametrize("password", [PASSWORD, None])
+    def test_several_keys_are_reported_not_silently_dropped(self, factory, password):
+        # cryptography (like OpenSSL's PKCS12_parse) returns only the first key.
+        data = join_pfx(to_pfx(factory.good, password, chain=False).data,
+                        to_pfx(factory.leaf("acme-other"), password, chain=False).data,
+                        password or b"") if password else _join_plain(factory)
+        report = check_pfx(data, password, POLICY)
+        assert codes(report.errors) == ["pfx.several_keys"]
+        assert "2 private keys" in report.errors[0].detail
+        assert report.certificate.common_name == "acme-atlas-access"
+        assert report.private_key is None  # nothing to log in with or store
 
     def test_certificate_checks_wait_until_the_file_is_right(self, factory):
         expired = factory.expired.issued
@@ -265,3 +279,9 @@ class TestPolicyFromSettings:
         with pytest.raises(DipEdgeError) as caught:
             PfxPolicy.from_settings(load_settings(env))
         assert caught.value.code == "config.invalid"
+
+
+def _join_plain(factory) -> bytes:
+    """Two password-less files joined: plain key bags. Their MAC uses the empty password."""
+    return join_pfx(to_pfx(factory.good, None, chain=False).data,
+                    to_pfx(factory.leaf("acme-other"), None, chain=False).data, b"")

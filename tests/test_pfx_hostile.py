@@ -12,15 +12,18 @@ from pathlib import Path
 
 import cryptography_vectors
 import pytest
+from cryptography import x509
 from cryptography.hazmat.primitives.serialization import (
     Encoding,
     NoEncryption,
     PrivateFormat,
     pkcs7,
+    pkcs12,
 )
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from shared.certs.devpki import Issued
 from shared.certs.pfx_check import UNANALYSABLE, PfxPolicy, check_pfx
 from tests.support.leaks import assert_no_secrets
 from tests.support.pfx_factory import PASSWORD, PfxFactory, to_pfx
@@ -31,7 +34,8 @@ PYCA_DIR = Path(cryptography_vectors.__file__).parent / "pkcs12"
 CODES = {"pfx.missing", "pfx.too_large", "pfx.not_pkcs12", "pfx.wrong_password",
          "pfx.no_certificate", "pfx.no_private_key", "pfx.key_mismatch", "cert.expired",
          "cert.not_yet_valid", "cert.weak_key", "cert.weak_signature",
-         "cert.missing_client_auth", "cert.untrusted_issuer", "cert.is_ca", "cert.malformed"}
+         "cert.missing_client_auth", "cert.untrusted_issuer", "cert.is_ca", "cert.malformed",
+         "pfx.several_keys"}
 
 
 @pytest.fixture(scope="module")
@@ -165,6 +169,60 @@ def test_other_formats_are_named(factory, case):
 def test_huge_input_is_refused_before_parsing():
     report = check_pfx(b"\x30\x84" + b"\xff" * (1024 * 1024), None, POLICY)
     assert codes(report) == ["pfx.too_large"]
+
+
+# -- certificates cryptography loads but cannot fully use ------------------------------------
+
+def _odd_leaf(factory, *, critical_unknown: bool = False, cn_bytes: bytes | None = None):
+    """A client certificate from the test CA; its CN value re-encoded as ``cn_bytes`` (a
+    whole DER string element of the same length: the signature then fails, which the
+    checker must report after the name)."""
+    extra = [(x509.UnrecognizedExtension(x509.ObjectIdentifier("1.3.6.1.4.1.99999.1"),
+                                         b"\x05\x00"), True)] if critical_unknown else []
+    issued = factory.leaf("leafmarkerXX", extra_extensions=extra)
+    if cn_bytes is None:
+        return issued
+    der = issued.cert_der()
+    assert der.count(b"\x0c\x0cleafmarkerXX") == 1
+    return Issued(x509.load_der_x509_certificate(
+        der.replace(b"\x0c\x0cleafmarkerXX", cn_bytes)), issued.private_key, factory.issuing)
+
+
+def test_a_critical_extension_nobody_knows_is_reported(factory):
+    # RFC 5280 4.2: a TLS peer must refuse a certificate with an unrecognised critical
+    # extension, so GlobalSign's login would fail; the checker said "valid".
+    report = check_pfx(to_pfx(_odd_leaf(factory, critical_unknown=True)).data, PASSWORD, POLICY)
+    assert codes(report) == ["cert.malformed"]
+    assert "1.3.6.1.4.1.99999.1" in report.errors[0].detail
+
+
+def test_a_name_cryptography_cannot_decode_is_cert_malformed(factory):
+    # A T.61 string with non-ASCII bytes loads, but reading the name raises ValueError:
+    # the checker answered "pfx.not_pkcs12: could not be analysed" for a valid PFX.
+    leaf = _odd_leaf(factory, cn_bytes=b"\x14\x0cleafmarker\xe9\xe9")
+    report = check_pfx(to_pfx(leaf).data, PASSWORD, POLICY)
+    assert codes(report) == ["cert.malformed"]
+    assert "subject" in report.errors[0].detail
+
+
+def test_a_chain_certificate_with_an_undecodable_name_is_cert_malformed(factory):
+    leaf = factory.good
+    odd = _odd_leaf(factory, cn_bytes=b"\x14\x0cleafmarker\xe9\xe9").certificate
+    data = pkcs12.serialize_key_and_certificates(b"x", leaf.private_key, leaf.certificate,
+                                                 [odd], NoEncryption())
+    report = check_pfx(data, None, POLICY)
+    assert codes(report) == ["cert.malformed"]
+    assert report.errors[0].detail.startswith("Chain certificate 1 could not be fully parsed")
+
+
+def test_an_unparsable_certificate_in_a_passwordless_pfx_is_not_a_password_problem(factory):
+    # cryptography refuses the whole file ("invalid password or PKCS12 data"); the bags are
+    # not encrypted, so the certificate can be named as the problem.
+    leaf = _odd_leaf(factory, cn_bytes=b"\x0c\x0cleafmarker\xff\xfe")  # bad UTF-8
+    for password in (None, b"anything"):
+        report = check_pfx(to_pfx(leaf, None).data, password, POLICY)
+        assert codes(report) == ["cert.malformed"], report.errors
+        assert "certificate 1" in report.errors[0].detail
 
 
 # -- random and mutated bytes ----------------------------------------------------------------

@@ -42,6 +42,10 @@ ADVICE: dict[str, Advice] = {
         "TLS handshake fails.",
         "Export the certificate together with the key it was issued for (usually from the "
         "same certificate store entry)."),
+    "pfx.several_keys": Advice(
+        "The DIP logs in with one key; with several, which one a tool uses is up to the tool "
+        "(most take the first), so the upload may not work as it did here.",
+        "Export only the Atlas API access certificate with its own key (and its chain)."),
     "cert.expired": Advice(
         "GlobalSign refuses expired certificates, so the DIP's validation fails.",
         "Renew the Atlas API access certificate in GlobalSign's console and export a new PFX."),

@@ -126,12 +126,24 @@ def is_ca(cert: x509.Certificate) -> bool:
 
 
 def unreadable_parts(cert: x509.Certificate) -> list[str]:
-    """Parts of a loaded certificate that cannot be parsed (for ``cert.malformed``)."""
+    """Parts of a loaded certificate that cannot be parsed, or that a TLS peer must refuse
+    to use (a critical extension it does not know), for ``cert.malformed``."""
     problems = []
+    for part in ("subject", "issuer"):
+        try:
+            getattr(cert, part).rfc4514_string()  # names are parsed on first use
+        except Exception as exc:  # noqa: BLE001 - e.g. a T.61 string with 8-bit bytes
+            problems.append(f"its {part} name ({_safe_reason(exc)})")
     try:
-        cert.extensions  # noqa: B018 - parsing is the check
+        extensions = cert.extensions
     except Exception as exc:  # noqa: BLE001 - duplicate or malformed extensions
         problems.append(f"its extensions ({_safe_reason(exc)})")
+        extensions = x509.Extensions([])
+    unknown = [e.oid.dotted_string for e in extensions
+               if e.critical and isinstance(e.value, x509.UnrecognizedExtension)]
+    if unknown:
+        problems.append(f"its critical extension(s) {', '.join(unknown)}, which TLS peers "
+                        "do not know and must therefore refuse (RFC 5280 4.2)")
     if key_description(_public_key(cert))[0] == "unknown":
         problems.append("its public key (an unsupported or malformed key)")
     return problems

@@ -94,11 +94,12 @@ def _check(data: bytes | None, password: bytes | None, policy: PfxPolicy,
         # certificate checks wait until the file itself is right.
         return _report(opened, opened.errors, (), now)
     leaf = opened.leaf
-    unreadable = facts.unreadable_parts(leaf)
+    roles = [(leaf, "The certificate")]
+    roles += [(c, f"Chain certificate {n}") for n, c in enumerate(opened.chain, 1)]
+    unreadable = [CERT_MALFORMED(f"{role} could not be fully parsed: {'; '.join(parts)}.")
+                  for role, parts in ((r, facts.unreadable_parts(c)) for c, r in roles) if parts]
     if unreadable:
-        return _report(opened, (CERT_MALFORMED(
-            "The certificate could not be fully parsed: " + "; ".join(unreadable) + "."),),
-            (), now)
+        return _report(opened, tuple(unreadable), (), now)
     errors = list(certificate_errors(leaf, opened.chain, policy, now))
     warnings = list(certificate_warnings(leaf, policy, now))
     return _report(opened, tuple(errors), tuple(warnings), now)

@@ -3,8 +3,10 @@
 ``cryptography`` answers every failure with "Invalid password or PKCS12 data". This
 module tells the cases apart for the person holding the file: another format handed in
 by mistake (PEM, DER certificate or key, PKCS#7, ZIP, base64 text), a damaged PKCS#12
-structure, malformed integrity (MAC) parameters, a password that is needed, a password
-that is wrong. It reads structure only (RFC 7292, RFC 9579); it never decrypts.
+structure, malformed integrity (MAC) parameters, an unencrypted certificate that cannot
+be parsed, a password that is needed, a password that is wrong. It also counts the
+private keys of a PFX that did open (:func:`private_key_count`): ``cryptography`` returns
+only the first. It reads structure only (RFC 7292, RFC 9579); it never decrypts.
 """
 
 from __future__ import annotations
@@ -15,14 +17,26 @@ import re
 from dataclasses import dataclass
 from itertools import takewhile
 
-from shared.certs.der import CONTEXT_0, INTEGER, OCTET_STRING, SEQUENCE, DerError, read_single
-from shared.problems import PFX_NOT_PKCS12, PFX_WRONG_PASSWORD, Finding
+from shared.certs.der import (
+    CONTEXT_0,
+    INTEGER,
+    OCTET_STRING,
+    SEQUENCE,
+    DerError,
+    Element,
+    read_single,
+)
+from shared.problems import CERT_MALFORMED, PFX_NOT_PKCS12, PFX_WRONG_PASSWORD, Finding
 
 _DATA = "1.2.840.113549.1.7.1"
 _SIGNED_DATA = "1.2.840.113549.1.7.2"
 _ENVELOPED_DATA = "1.2.840.113549.1.7.3"
 _ENCRYPTED_DATA = "1.2.840.113549.1.7.6"
 _SHROUDED_KEY_BAG_DER = bytes.fromhex("060B2A864886F70D010C0A0102")  # its OID, encoded
+_KEY_BAGS = ("1.2.840.113549.1.12.10.1.1", "1.2.840.113549.1.12.10.1.2")  # plain, shrouded
+_CERT_BAG = "1.2.840.113549.1.12.10.1.3"
+_SAFE_CONTENTS_BAG = "1.2.840.113549.1.12.10.1.6"
+_X509_CERTIFICATE = "1.2.840.113549.1.9.22.1"
 _PBMAC1 = "1.2.840.113549.1.5.14"
 _PBKDF2 = "1.2.840.113549.1.5.12"
 _MAC_DIGESTS = {
@@ -59,13 +73,17 @@ def diagnose(data: bytes, *, password_given: bool) -> Finding:
         return PFX_NOT_PKCS12(f"The file is not a usable PKCS#12 (PFX) file: {exc}.")
     except DerError as exc:
         return PFX_NOT_PKCS12(f"The file is not a readable PKCS#12 (PFX) file: {exc}.")
+    unparsable = _unparsable_certificate(data)
+    if unparsable:  # readable without a password, so not a password problem
+        return CERT_MALFORMED(unparsable)
     if layout.has_mac:
         if password_given:
             return PFX_WRONG_PASSWORD(
                 "The password is wrong: the PFX's integrity check (MAC) fails with it "
                 "(or the file was altered after it was made)."
             )
-        return PFX_WRONG_PASSWORD("This PFX is protected by a password, and none was given.")
+        return PFX_WRONG_PASSWORD(
+            "This PFX is protected by a password: a password is needed, and none was given.")
     if layout.encrypted:
         if password_given:
             return PFX_WRONG_PASSWORD(
@@ -257,3 +275,59 @@ def _check_pbmac1(params) -> None:
     if not _PBMAC1_KEY_MIN <= key_length <= _PBMAC1_KEY_MAX:
         raise _Malformed(f"its PBMAC1 key length is {key_length}; it must be between "
                          f"{_PBMAC1_KEY_MIN} and {_PBMAC1_KEY_MAX} octets")
+
+
+def private_key_count(data: bytes) -> int:
+    """How many private keys a PFX holds outside encrypted safes (where Windows, OpenSSL
+    and ``cryptography`` put them, shrouded or not); 0 when the structure is unreadable."""
+    try:
+        return sum(kind in _KEY_BAGS for kind, _ in _plain_bags(data))
+    except (DerError, _Malformed, IndexError):
+        return 0
+
+
+def _unparsable_certificate(data: bytes) -> str | None:
+    """Why an unencrypted certificate in the PFX cannot be parsed, or None."""
+    from cryptography import x509
+
+    try:
+        bags = [value for kind, value in _plain_bags(data) if kind == _CERT_BAG]
+    except (DerError, _Malformed, IndexError):
+        return None
+    for number, bag in enumerate(bags, start=1):
+        try:
+            cert_id, cert_value = bag.children()[:2]
+            if cert_id.as_oid() != _X509_CERTIFICATE:
+                continue
+            certificate = x509.load_der_x509_certificate(read_single(cert_value.content).octets())
+            certificate.subject.rfc4514_string()  # names are parsed on first use
+            certificate.issuer.rfc4514_string()
+        except Exception as exc:  # noqa: BLE001 - any refusal is the finding
+            reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+            return (f"The PFX opened, but certificate {number} in it cannot be parsed "
+                    f"({reason}); export it again, or ask the issuer to reissue it.")
+    return None
+
+
+def _plain_bags(data: bytes) -> list[tuple[str, Element]]:
+    """(bag type OID, bag value) of every safe bag outside encryptedData (RFC 7292 4.2)."""
+    auth_safe = read_single(data).children()[1].children()
+    safes = read_single(read_single(auth_safe[1].content).octets())
+    bags: list[tuple[str, Element]] = []
+    for info in safes.children():
+        fields = info.children()
+        if fields[0].as_oid() == _DATA:
+            _collect_bags(read_single(read_single(fields[1].content).octets()), bags, 0)
+    return bags
+
+
+def _collect_bags(contents: Element, bags: list[tuple[str, Element]], depth: int) -> None:
+    if depth > 4:
+        raise _Malformed("its safe contents are nested too deeply")
+    for bag in contents.children():
+        fields = bag.children()
+        kind, value = fields[0].as_oid(), read_single(fields[1].content)
+        if kind == _SAFE_CONTENTS_BAG:
+            _collect_bags(value, bags, depth + 1)
+        else:
+            bags.append((kind, value))

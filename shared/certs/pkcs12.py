@@ -15,12 +15,13 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, pkcs12
 
-from shared.certs.pfx_diagnosis import diagnose
+from shared.certs.pfx_diagnosis import diagnose, private_key_count
 from shared.problems import (
     PFX_KEY_MISMATCH,
     PFX_MISSING,
     PFX_NO_CERTIFICATE,
     PFX_NO_PRIVATE_KEY,
+    PFX_SEVERAL_KEYS,
     PFX_TOO_LARGE,
     Finding,
 )
@@ -47,8 +48,14 @@ def open_pfx(data: bytes | None, password: bytes | None, *, max_bytes: int) -> O
     loaded = _load(data, password)
     if loaded is None:
         return OpenedPfx((diagnose(data, password_given=password is not None),))
-    certificates = _certificates(loaded)
-    return _single_out_leaf(loaded.key, certificates)
+    opened = _single_out_leaf(loaded.key, _certificates(loaded))
+    keys = private_key_count(data) if loaded.key is not None else 0
+    if keys > 1:  # cryptography (like OpenSSL) returned the first and dropped the rest
+        return OpenedPfx((*opened.errors, PFX_SEVERAL_KEYS(
+            f"The PFX holds {keys} private keys; a PFX for the DIP holds one. Tools read "
+            "only one of them (usually the first), so which certificate logs in would "
+            "depend on the tool that opens the file.")), leaf=opened.leaf, chain=opened.chain)
+    return opened
 
 
 def _load(data: bytes, password: bytes | None) -> pkcs12.PKCS12KeyAndCertificates | None:
@@ -123,8 +130,11 @@ def _spki(public_key) -> bytes | None:
 
 def _likely_leaf(certificates: Sequence[x509.Certificate]) -> x509.Certificate:
     """Without a key to decide, the first certificate that is no CA's issuer."""
-    subjects_that_issue = {c.issuer for c in certificates if c.issuer != c.subject}
-    for certificate in certificates:
-        if certificate.subject not in subjects_that_issue:
-            return certificate
+    try:
+        subjects_that_issue = {c.issuer for c in certificates if c.issuer != c.subject}
+        for certificate in certificates:
+            if certificate.subject not in subjects_that_issue:
+                return certificate
+    except ValueError:  # a name that cannot be parsed: any choice is a guess
+        pass
     return certificates[0]

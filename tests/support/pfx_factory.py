@@ -198,6 +198,14 @@ class PfxFactory:
         return Pfx(data, PASSWORD, self.good)
 
     @cached_property
+    def several_keys(self) -> Pfx:
+        """Two key-and-certificate pairs in one PFX (cryptography writes one key, so the
+        authenticated safes of two files are joined and the MAC is computed again)."""
+        other = self.leaf("acme-second-account")
+        return Pfx(join_pfx(to_pfx(self.good, chain=False).data,
+                            to_pfx(other, chain=False).data, PASSWORD), PASSWORD, self.good)
+
+    @cached_property
     def malformed_extension(self) -> Pfx:
         """A certificate policies extension whose bytes are not a policy list."""
         junk = x509.UnrecognizedExtension(x509.oid.ExtensionOID.CERTIFICATE_POLICIES,
@@ -210,8 +218,58 @@ KINDS = (
     "rsa_aes", "rsa_legacy", "rsa_passwordless", "rsa_no_chain", "ec_p256", "ec_p384_legacy",
     "expiring_soon", "no_eku", "trusted_private", "expired", "not_yet_valid", "server_only",
     "rsa1024", "secp256k1", "sha1_signed", "ca_certificate", "self_signed", "wrong_chain",
-    "key_mismatch", "key_only", "certificate_only", "malformed_extension",
+    "key_mismatch", "key_only", "certificate_only", "malformed_extension", "several_keys",
 )
+
+
+def _der(tag: int, content: bytes) -> bytes:
+    size = len(content)
+    if size < 0x80:
+        return bytes([tag, size]) + content
+    length = size.to_bytes((size.bit_length() + 7) // 8, "big")
+    return bytes([tag, 0x80 | len(length)]) + length + content
+
+
+def _sha256(data: bytes) -> bytes:
+    digest = hashes.Hash(hashes.SHA256())
+    digest.update(data)
+    return digest.finalize()
+
+
+def _pkcs12_mac_key(password: bytes, salt: bytes, iterations: int) -> bytes:
+    """RFC 7292 appendix B.2 (ID 3: MAC key) with SHA-256; one output block suffices."""
+    def fill(data: bytes) -> bytes:  # repeated to a whole number of 64-byte blocks
+        return (data * 64)[:64 * -(-len(data) // 64)]
+
+    digest = bytes([3]) * 64 + fill(salt) + fill(password.decode().encode("utf-16-be") + b"\0\0")
+    for _ in range(iterations):
+        digest = _sha256(digest)
+    return digest
+
+
+def join_pfx(first: bytes, second: bytes, password: bytes) -> bytes:
+    """One PFX holding the contents of two made with ``password`` (SHA-256 MAC), as
+    ``cryptography`` cannot write a PFX with two keys."""
+    from cryptography.hazmat.primitives import hmac
+
+    from shared.certs.der import read_single
+
+    def parts(data: bytes):
+        version, auth_safe, mac_data = read_single(data).children()
+        content_type, content = auth_safe.children()
+        return version, content_type, read_single(read_single(content.content).octets()), mac_data
+
+    version, content_type, safes_a, mac_data = parts(first)
+    safes = _der(0x30, safes_a.content + parts(second)[2].content)
+    digest_info, salt, iterations = mac_data.children()
+    mac = hmac.HMAC(_pkcs12_mac_key(password, salt.content, iterations.as_int()),
+                    hashes.SHA256())
+    mac.update(safes)
+    algorithm = digest_info.children()[0]
+    new_mac = _der(0x30, _der(0x30, _der(0x30, algorithm.content) + _der(0x04, mac.finalize()))
+                   + _der(0x04, salt.content) + _der(0x02, iterations.content))
+    auth_safe = _der(0x30, _der(0x06, content_type.content) + _der(0xA0, _der(0x04, safes)))
+    return _der(0x30, _der(0x02, version.content) + auth_safe + new_mac)
 
 
 def sha1_leaf(issuer: Issued, common_name: str) -> Issued:
