@@ -1,7 +1,7 @@
 """A tiny, bounds-checked reader of DER/BER tag-length-value elements.
 
 Only for diagnosis: when ``cryptography`` refuses a PFX it says no more than "invalid
-password or PKCS12 data", so :mod:`shared.certs.pfx_structure` walks the outer layers
+password or PKCS12 data", so :mod:`shared.certs.pfx_diagnosis` walks the outer layers
 with this reader to say *what* is wrong. It never decrypts or verifies anything.
 """
 
