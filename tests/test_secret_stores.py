@@ -280,7 +280,7 @@ def test_local_store_tightens_an_existing_directory(tmp_path):
     assert stat.S_IMODE((tmp_path / "secrets").stat().st_mode) == 0o700
 
 
-@pytest.mark.parametrize("name", ["../escape", "a/b", "", "x" * 128])
+@pytest.mark.parametrize("name", ["../escape", "a/b", "", "x" * 128, "name\n"])
 def test_local_store_refuses_names_outside_the_rules(tmp_path, name):
     with pytest.raises(DipEdgeError) as caught:
         LocalSecretStore(tmp_path).set_secret(name, "v")

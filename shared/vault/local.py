@@ -52,7 +52,7 @@ class LocalSecretStore:
         try:
             if version is None:
                 version = (folder / "latest").read_text().strip()
-            if not _VERSION.match(version):
+            if not _VERSION.fullmatch(version):
                 raise FileNotFoundError(version)
             document = json.loads((folder / "versions" / f"{version}.json").read_text())
         except FileNotFoundError:
@@ -98,7 +98,7 @@ class LocalSecretStore:
                     f"{type(exc).__name__}.")) from None
 
     def _folder(self, name: str) -> Path:
-        if not _NAME.match(name):  # also keeps names from walking out of the directory
+        if not _NAME.fullmatch(name):  # also keeps names from walking out of the directory
             raise DipEdgeError(CONFIG_INVALID(f"{name!r} is not a valid secret name."))
         return self.root / name
 
