@@ -142,8 +142,11 @@ class _Handler(BaseHTTPRequestHandler):
         peer = self.connection.getpeercert(binary_form=True)
         if peer:
             headers["X-ARR-ClientCert"] = base64.b64encode(peer).decode()
-        host = self.headers.get("Host") or "{}:{}".format(*self.server.server_address[:2])
-        request = func.HttpRequest(method=self.command, url=f"https://{host}{self.path}",
+        # An absolute-form target (RFC 9112 3.2.2) names the host itself.
+        host = (target.netloc or self.headers.get("Host")
+                or "{}:{}".format(*self.server.server_address[:2]))
+        path = target.path + (f"?{target.query}" if target.query else "")
+        request = func.HttpRequest(method=self.command, url=f"https://{host}{path}",
                                    headers=headers, params=dict(parse_qsl(target.query)),
                                    route_params=route_params, body=body)
         try:
@@ -183,12 +186,20 @@ class _Handler(BaseHTTPRequestHandler):
             self._problem(problem_result(REQUEST_TOO_LARGE(
                 f"The body is {length} bytes; this host accepts at most {MAX_BODY_BYTES}.")))
             return None
-        return self.rfile.read(length) if length else b""
+        body = self.rfile.read(length) if length else b""
+        if len(body) < length:
+            # The client closed before the end of its body: a truncated request is never
+            # passed on, and there is nobody to answer.
+            logger.info("%s %s: the client closed after %d of %d body bytes", self.command,
+                        urlsplit(self.path).path, len(body), length)
+            self.close_connection = True
+            return None
+        return body
 
     def _problem(self, result: HttpResult) -> None:
-        # The body was not read: the connection can't be reused.
+        # The body was not read: the connection can't be reused (_write says so).
         self.close_connection = True
-        self._write(result.status, {**result.headers, "Connection": "close"}, result.body)
+        self._write(result.status, result.headers, result.body)
 
     def _write(self, status: int, headers: dict[str, str], body: bytes) -> None:
         try:
