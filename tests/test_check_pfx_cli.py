@@ -136,6 +136,15 @@ def test_script_bad_input_exit_1_with_the_code_and_no_traceback(files, name, cod
     assert "Traceback" not in done.stderr and done.stderr == ""
 
 
+def test_a_multi_gigabyte_file_is_refused_without_reading_it(tmp_path):
+    huge = tmp_path / "disk-image.pfx"
+    with huge.open("wb") as out:
+        out.truncate(8 * 1024**3)  # sparse: 8 GiB that read_bytes() would try to hold
+    done = run_script(str(huge), "--json")
+    assert done.returncode == 1
+    assert [e["code"] for e in json.loads(done.stdout)["errors"]] == ["pfx.too_large"]
+
+
 def test_script_usage_error_exit_2(files, tmp_path):
     done = run_script(str(tmp_path / "missing.pfx"))
     assert done.returncode == 2

@@ -43,8 +43,8 @@ def open_pfx(data: bytes | None, password: bytes | None, *, max_bytes: int) -> O
         return OpenedPfx((PFX_MISSING("No PFX was supplied (the file is empty)."),))
     if len(data) > max_bytes:
         return OpenedPfx((PFX_TOO_LARGE(
-            f"The file is {len(data):,} bytes; a PFX is a few kilobytes and at most "
-            f"{max_bytes:,} bytes are accepted. Is this the right file?"),))
+            f"The file is larger than {max_bytes:,} bytes, the most accepted; a PFX is a few "
+            "kilobytes. Is this the right file?"),))
     loaded = _load(data, password)
     if loaded is None:
         return OpenedPfx((diagnose(data, password_given=password is not None),))

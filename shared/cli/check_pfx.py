@@ -70,8 +70,8 @@ def run(args: argparse.Namespace) -> int:
     from shared.settings import load_settings
 
     settings = load_settings()
-    inputs = _read_inputs(args)
     policy = _policy(args, settings)
+    inputs = _read_inputs(args, policy.max_bytes)
     report = check_pfx(inputs.data, inputs.password, policy)
     if inputs.password is None and _needs_password(report) and sys.stdin.isatty():
         import getpass
@@ -108,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_INVALID if errors else EXIT_OK
 
 
-def _read_inputs(args: argparse.Namespace) -> _Inputs:
+def _read_inputs(args: argparse.Namespace, max_bytes: int) -> _Inputs:
     if args.secret_on_argv is not None:
         raise UsageError("secrets are not taken from the command line (they would show in "
                          "the process list and shell history): put the value in an "
@@ -118,7 +118,8 @@ def _read_inputs(args: argparse.Namespace) -> _Inputs:
         raise UsageError("--api-key-env and --api-secret-env go together: give both or neither")
     path = Path(args.file)
     try:
-        data = path.read_bytes()
+        with path.open("rb") as file:
+            data = file.read(max_bytes + 1)  # one byte more tells "too large"; no more is read
     except OSError as exc:
         raise UsageError(f"cannot read {args.file}: {exc.strerror or type(exc).__name__}") from None
     password = _env(args.password_env, "--password-env")
