@@ -211,6 +211,17 @@ def test_the_timer_logs_one_summary_and_the_api_shows_the_latest(env, atlas, cap
     assert_no_secrets(caplog.text + json.dumps(described), API_SECRET)
 
 
+def test_an_unreadable_latest_report_is_shown_as_none_not_a_500(env, atlas):
+    from shared.settings import get_settings
+
+    kept = get_settings().state_dir / "reports" / "monitor" / "latest.json"
+    kept.parent.mkdir(parents=True)
+    kept.write_text('{"level": "ok", "credentials": [')  # torn by a crash mid-write
+    response = call_http("credentials", "GET", "/api/credentials")
+    assert response.status_code == 200
+    assert json.loads(response.get_body())["monitor"] is None
+
+
 @pytest.mark.azurite
 def test_with_storage_the_latest_report_is_a_blob(env, atlas, azurite, fake_keyvault):
     from azure.storage.blob import BlobServiceClient

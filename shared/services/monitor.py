@@ -284,4 +284,6 @@ def latest_report(settings: Settings) -> dict | None:
         return open_reports(settings).get(LATEST_REPORT)
     except DipEdgeError as err:
         logger.warning("the latest monitor report could not be read (%s)", err.code)
-        return None
+    except ValueError:  # not JSON: the next run replaces it
+        logger.warning("the latest monitor report is not readable JSON; ignored")
+    return None
