@@ -175,6 +175,48 @@ def test_send_to_a_closed_port_exits_3(pki_files, served, tmp_path):
     assert result.returncode == 3
 
 
+def send_args(url: str, file: Path, creds: Credentials, ca: Path, **replace: str) -> list[str]:
+    options = {"--ca": str(ca), "--cert": str(creds.client_cert), "--key": str(creds.client_key),
+               "--sign-cert": str(creds.signer_cert), "--sign-key": str(creds.signer_key),
+               **replace}
+    return ["send", url, str(file), *[x for pair in options.items() for x in pair]]
+
+
+def test_send_with_a_non_rsa_signing_key_is_a_usage_error(served, pki_files, tmp_path):
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.serialization import (
+        Encoding,
+        NoEncryption,
+        PrivateFormat,
+    )
+
+    key = tmp_path / "ec.key"
+    key.write_bytes(ec.generate_private_key(ec.SECP256R1()).private_bytes(
+        Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
+    file = tmp_path / "d.json"
+    file.write_bytes(delivery("x"))
+    result = cli(*send_args(served.base_url + "/api/webhooks/dip", file, pki_files, served.ca,
+                            **{"--sign-key": str(key)}))
+    assert (result.returncode, "Traceback" in result.stderr) == (2, False), result.stderr
+    assert "RSA" in result.stderr
+
+
+@pytest.mark.parametrize("url", ["https://[::1/api/webhooks/dip", "ftp://localhost/api"])
+def test_send_to_an_invalid_url_is_a_usage_error(served, pki_files, tmp_path, url):
+    file = tmp_path / "d.json"
+    file.write_bytes(delivery("x"))
+    result = cli(*send_args(url, file, pki_files, served.ca))
+    assert (result.returncode, "Traceback" in result.stderr) == (2, False), result.stderr
+
+
+def test_send_to_a_server_of_another_ca_exits_3(served, pki_files, tmp_path):
+    file = tmp_path / "d.json"
+    file.write_bytes(delivery("x"))
+    other_ca = pki_files.client_cert  # a certificate, but not the server's CA
+    result = cli(*send_args(served.base_url + "/api/webhooks/dip", file, pki_files, other_ca))
+    assert result.returncode == 3 and "CERTIFICATE_VERIFY_FAILED" in result.stderr
+
+
 def test_spoofed_client_certificate_header_is_dropped(served, pki_files, dip_pki):
     """A stranger (valid chain, wrong identity) claims to be the DIP through the header."""
     stranger = pki_files.client_cert.with_name("stranger.pem")
@@ -333,3 +375,22 @@ def test_problem_answers_carry_one_connection_header(served, pki_files):
         missing = client.get(served.base_url + "/api/nothing-here")
     assert missing.status_code == 404
     assert missing.headers.get_list("connection") == ["close"]
+
+
+def test_inbox_show_prints_a_message_holding_an_unpaired_surrogate(tmp_path):
+    # JSON lets "\udc00" through in a payload keyed by its transaction ID; printing it
+    # with ensure_ascii=False raised UnicodeEncodeError (a traceback, exit 1).
+    from shared.dip.envelope import parse_delivery
+    from shared.dip.inbox import Receipt
+
+    raw = (b'[{"payload":{"CommonBlock":{"S0":{"interfaceID":"IF-1"},'
+           b'"D0":{"transactionID":"tx-s"}},"CustomBlock":{"note":"a\\udc00b \xc3\xa9"}}}]')
+    inbox = SqliteInbox(tmp_path / "inbox.sqlite3")
+    inbox.store(parse_delivery(raw), Receipt("2026-01-01T00:00:00.000Z", None, None, None))
+    inbox.close()
+    shown = cli("inbox", "--state-dir", str(tmp_path), "show", "tx-s")
+    assert shown.returncode == 0, shown.stderr
+    document = json.loads(shown.stdout)
+    assert document["message"]["payload"]["CustomBlock"]["note"] == "a\udc00b é"
+    unknown = cli("inbox", "--state-dir", str(tmp_path), "show", "../../etc/passwd\u202e")
+    assert unknown.returncode == 1 and "Traceback" not in unknown.stderr

@@ -67,5 +67,8 @@ def _show(inbox, transaction_id: str) -> int:
         return EXIT_INVALID
     document = message.to_dict()
     document["message"] = json.loads(message.body) if message.body else None
-    print(json.dumps(document, indent=2, ensure_ascii=False))
+    try:
+        print(json.dumps(document, indent=2, ensure_ascii=False))
+    except UnicodeEncodeError:  # a "\udc00" the payload may hold, or a narrow terminal
+        print(json.dumps(document, indent=2))
     return EXIT_OK

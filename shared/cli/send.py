@@ -38,10 +38,17 @@ def run(args: argparse.Namespace) -> int:
 
     import httpx
     from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import rsa
     from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
     from shared.dip.signature import sign_request
 
+    try:
+        url = httpx.URL(args.url)
+    except httpx.InvalidURL as exc:
+        raise UsageError(f"not a valid URL: {args.url} ({exc})") from None
+    if url.scheme not in ("https", "http"):
+        raise UsageError(f"not an http(s) URL: {args.url}")
     body = _read(args.file, "the delivery")
     try:
         signer = x509.load_pem_x509_certificate(_read(args.sign_cert, "--sign-cert"))
@@ -49,6 +56,8 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, TypeError):
         raise UsageError("--sign-cert/--sign-key must be a PEM certificate and an "
                          "unencrypted PEM private key") from None
+    if not isinstance(sign_key, rsa.RSAPrivateKey):
+        raise UsageError("--sign-key must be an RSA key: the DIP signs with RSASSA-PKCS1-v1_5")
     try:
         context = ssl.create_default_context(cafile=args.ca)
         context.load_cert_chain(args.cert, args.key)
