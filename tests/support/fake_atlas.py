@@ -39,11 +39,11 @@ import threading
 import time
 from dataclasses import dataclass, field
 from hashlib import sha256
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 from shared.certs.devpki import CLIENT_AUTH, SERVER_AUTH, Issued, issue, new_key
-from tests.support.serving import BackgroundServer
+from tests.support.serving import BackgroundServer, FakeHandler
 
 PROBLEM = "application/problem+json;charset=utf-8"
 JSON = "application/json;charset=utf-8"
@@ -383,32 +383,12 @@ class FakeAtlas(BackgroundServer):
         return self.accounts[api_key], ""
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class _Handler(FakeHandler):
     server: _Server
-
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
-        pass
-
-    def do_GET(self) -> None:  # noqa: N802
-        self.server.fake.handle(self, "GET")
-
-    def do_POST(self) -> None:  # noqa: N802
-        self.server.fake.handle(self, "POST")
-
-    def do_PUT(self) -> None:  # noqa: N802
-        self.server.fake.handle(self, "PUT")
-
-    def do_DELETE(self) -> None:  # noqa: N802
-        self.server.fake.handle(self, "DELETE")
 
     def respond(self, status: int, body: bytes, content_type: str,
                 headers: dict[str, str] | None = None) -> None:
-        # One buffer per response: separate small writes meet Nagle/delayed-ACK stalls.
-        lines = [f"HTTP/1.1 {status} {self.responses.get(status, ('',))[0]}",
-                 f"Content-Type: {content_type}", f"Content-Length: {len(body)}"]
-        lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
-        self.wfile.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
+        self.write_response(status, body, content_type, headers)
 
     def reset(self) -> None:
         """Drop the connection with a TCP reset, as a failing front end might."""

@@ -23,12 +23,12 @@ import tempfile
 import threading
 import time
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 from shared.certs.devpki import SERVER_AUTH, issue, new_key
-from tests.support.serving import BackgroundServer
+from tests.support.serving import BackgroundServer, FakeHandler
 
 TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
 RESOURCE = "https://vault.azure.net"
@@ -215,36 +215,12 @@ def _not_found(message: str) -> dict:
     return {"error": {"code": "SecretNotFound", "message": message}}
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class _Handler(FakeHandler):
     server: _Server
-
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
-        pass
-
-    def do_GET(self) -> None:  # noqa: N802
-        self.server.fake.handle(self, "GET")
-
-    def do_PUT(self) -> None:  # noqa: N802
-        self.server.fake.handle(self, "PUT")
-
-    def do_PATCH(self) -> None:  # noqa: N802
-        self.server.fake.handle(self, "PATCH")
-
-    def do_DELETE(self) -> None:  # noqa: N802
-        self.server.fake.handle(self, "DELETE")
-
-    def do_POST(self) -> None:  # noqa: N802
-        self.server.fake.handle(self, "POST")
 
     def send(self, status: int, document: object, headers: dict[str, str] | None = None) -> None:
         body = b"" if document is None else json.dumps(document).encode()
-        lines = [f"HTTP/1.1 {status} {self.responses.get(status, ('',))[0]}",
-                 "Content-Type: application/json; charset=utf-8",
-                 f"Content-Length: {len(body)}"]
-        lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
-        # One buffer per response (Nagle / delayed-ACK).
-        self.wfile.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
+        self.write_response(status, body, "application/json; charset=utf-8", headers)
 
 
 class _Server(ThreadingHTTPServer):

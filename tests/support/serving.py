@@ -1,9 +1,33 @@
-"""Run a fake's HTTP server on a background thread: ``start``/``stop`` or ``with``."""
+"""What the HTTPS fakes share: a request handler that hands every method to the fake and
+writes each response in one buffer, and running the server on a background thread."""
 
 from __future__ import annotations
 
 import threading
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+
+class FakeHandler(BaseHTTPRequestHandler):
+    """Calls ``server.fake.handle(handler, METHOD)`` for every method."""
+
+    protocol_version = "HTTP/1.1"
+
+    def __getattr__(self, name: str):
+        if name.startswith("do_"):
+            return lambda: self.server.fake.handle(self, name[3:])
+        raise AttributeError(name)
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        pass
+
+    def write_response(self, status: int, body: bytes, content_type: str,
+                       headers: dict[str, str] | None = None) -> None:
+        # One buffer per response: separate small writes meet Nagle/delayed-ACK stalls.
+        lines = [f"HTTP/1.1 {status} {self.responses.get(status, ('',))[0]}",
+                 f"Content-Type: {content_type}", f"Content-Length: {len(body)}"]
+        lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
+        self.wfile.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
 
 
 class BackgroundServer:
