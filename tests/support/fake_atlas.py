@@ -39,11 +39,10 @@ import threading
 import time
 from dataclasses import dataclass, field
 from hashlib import sha256
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 from shared.certs.devpki import CLIENT_AUTH, SERVER_AUTH, Issued, issue, new_key
-from tests.support.serving import BackgroundServer, FakeHandler
+from tests.support.serving import BackgroundServer, FakeHandler, TlsServer
 
 PROBLEM = "application/problem+json;charset=utf-8"
 JSON = "application/json;charset=utf-8"
@@ -397,34 +396,16 @@ class _Handler(FakeHandler):
         self.connection.close()
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
+class _Server(TlsServer):
+    fake: FakeAtlas
 
     def __init__(self, fake: FakeAtlas) -> None:
-        self.fake = fake
-        super().__init__(("127.0.0.1", 0), _Handler)
+        super().__init__(fake, _Handler)
 
-    def finish_request(self, request: socket.socket, client_address) -> None:
-        # The handshake runs in the connection's own thread, so a refused client
-        # certificate cannot stall the accept loop.
-        request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        request.settimeout(10)
-        try:
-            tls = self.fake._context().wrap_socket(request, server_side=True)
-        except (ssl.SSLError, OSError):
-            with self.fake._lock:
-                self.fake.handshake_failures += 1
-            return
-        try:
-            self.RequestHandlerClass(tls, client_address, self)
-        except OSError:
-            pass
-        finally:
-            try:
-                tls.close()
-            except OSError:
-                pass
+    def tls_context(self) -> ssl.SSLContext:
+        return self.fake._context()
 
-    def handle_error(self, request, client_address) -> None:
-        pass
+    def handshake_failed(self) -> None:
+        with self.fake._lock:
+            self.fake.handshake_failures += 1
 

@@ -17,18 +17,16 @@ endpoint (``/msi/token``) so the production ``DefaultAzureCredential`` works aga
 from __future__ import annotations
 
 import json
-import socket
 import ssl
 import tempfile
 import threading
 import time
 import uuid
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 from shared.certs.devpki import SERVER_AUTH, issue, new_key
-from tests.support.serving import BackgroundServer, FakeHandler
+from tests.support.serving import BackgroundServer, FakeHandler, TlsServer
 
 TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
 RESOURCE = "https://vault.azure.net"
@@ -223,29 +221,11 @@ class _Handler(FakeHandler):
         self.write_response(status, body, "application/json; charset=utf-8", headers)
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
+class _Server(TlsServer):
+    fake: FakeKeyVault
 
     def __init__(self, fake: FakeKeyVault) -> None:
-        self.fake = fake
-        super().__init__(("127.0.0.1", 0), _Handler)
+        super().__init__(fake, _Handler)
 
-    def finish_request(self, request: socket.socket, client_address) -> None:
-        request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        request.settimeout(10)
-        try:
-            tls = self.fake._context.wrap_socket(request, server_side=True)
-        except (ssl.SSLError, OSError):
-            return
-        try:
-            self.RequestHandlerClass(tls, client_address, self)
-        except OSError:
-            pass
-        finally:
-            try:
-                tls.close()
-            except OSError:
-                pass
-
-    def handle_error(self, request, client_address) -> None:
-        pass
+    def tls_context(self) -> ssl.SSLContext:
+        return self.fake._context

@@ -3,8 +3,11 @@ writes each response in one buffer, and running the server on a background threa
 
 from __future__ import annotations
 
+import contextlib
+import socket
+import ssl
 import threading
-from http.server import BaseHTTPRequestHandler
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 
@@ -55,3 +58,40 @@ class BackgroundServer:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+
+class TlsServer(ThreadingHTTPServer):
+    """A loopback HTTPS server for ``fake``; subclasses give ``tls_context()``."""
+
+    daemon_threads = True
+
+    def __init__(self, fake: Any, handler: type[BaseHTTPRequestHandler]) -> None:
+        self.fake = fake
+        super().__init__(("127.0.0.1", 0), handler)
+
+    def tls_context(self) -> ssl.SSLContext:
+        raise NotImplementedError
+
+    def handshake_failed(self) -> None:
+        """Called when a client's TLS handshake fails (a refused certificate, say)."""
+
+    def finish_request(self, request: socket.socket, client_address) -> None:
+        # The handshake runs in the connection's own thread, so a refused client
+        # certificate cannot stall the accept loop.
+        request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        request.settimeout(10)
+        try:
+            tls = self.tls_context().wrap_socket(request, server_side=True)
+        except (ssl.SSLError, OSError):
+            self.handshake_failed()
+            return
+        try:
+            self.RequestHandlerClass(tls, client_address, self)
+        except OSError:
+            pass
+        finally:
+            with contextlib.suppress(OSError):
+                tls.close()
+
+    def handle_error(self, request, client_address) -> None:
+        pass
