@@ -263,10 +263,11 @@ def test_empty_api_key_is_a_finding(cli, files):
 
 # -- the password prompt on a real terminal -------------------------------------------------
 
-def test_prompts_for_the_password_on_a_terminal(files):
+def _answer_prompt(pfx: Path, typed: bytes) -> tuple[int, bytes, bytes]:
+    """Run check-pfx on a real terminal, type ``typed`` at the prompt; (exit, out, err+prompt)."""
     controller, terminal = pty.openpty()
     # A new session has no controlling terminal, so getpass reads the pty given as stdin.
-    process = subprocess.Popen([DIP_EDGE, "check-pfx", str(files["rsa_aes"]), "--json"],
+    process = subprocess.Popen([DIP_EDGE, "check-pfx", str(pfx), "--json"],
                                stdin=terminal, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                env=_env(), start_new_session=True)
     os.close(terminal)
@@ -278,14 +279,26 @@ def test_prompts_for_the_password_on_a_terminal(files):
                 fd = stream if isinstance(stream, int) else stream.fileno()
                 seen += os.read(fd, 1024)
         assert b"PFX password:" in seen
-        os.write(controller, PASSWORD + b"\n")
+        os.write(controller, typed)
         out, err = process.communicate(timeout=30)
     finally:
         process.kill()
         os.close(controller)
-    assert process.returncode == 0, err
+    return process.returncode, out, seen + err
+
+
+def test_prompts_for_the_password_on_a_terminal(files):
+    exit_code, out, err = _answer_prompt(files["rsa_aes"], PASSWORD + b"\n")
+    assert exit_code == 0, err
     assert json.loads(out)["valid"] is True
-    assert_no_secrets(out.decode() + err.decode() + seen.decode(), PASSWORD)
+    assert_no_secrets(out.decode() + err.decode(), PASSWORD)
+
+
+def test_end_of_input_at_the_prompt_reports_the_missing_password(files):
+    exit_code, out, err = _answer_prompt(files["rsa_aes"], b"\x04")  # Ctrl-D
+    assert exit_code == 1, err
+    assert [e["code"] for e in json.loads(out)["errors"]] == ["pfx.wrong_password"]
+    assert b"Traceback" not in err
 
 
 def test_no_prompt_without_a_terminal(files):

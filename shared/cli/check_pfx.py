@@ -76,8 +76,10 @@ def run(args: argparse.Namespace) -> int:
     if inputs.password is None and _needs_password(report) and sys.stdin.isatty():
         import getpass
 
-        typed = getpass.getpass("PFX password: ").encode()
-        report = check_pfx(inputs.data, typed, policy)
+        try:
+            report = check_pfx(inputs.data, getpass.getpass("PFX password: ").encode(), policy)
+        except EOFError:  # Ctrl-D: no password typed, so the report's "none given" stands
+            print(file=sys.stderr)
     errors, warnings = list(report.errors), list(report.warnings)
     proof, skipped = None, _why_not_online(args, inputs, report)
     if inputs.api_key == "":
