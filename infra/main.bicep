@@ -25,7 +25,13 @@
 //     which needs a storage account key. Shared keys are disabled here, so the apps are
 //     created without WEBSITE_CONTENTAZUREFILECONNECTIONSTRING / WEBSITE_CONTENTSHARE and
 //     run the package from a blob URL fetched with their managed identity
-//     (WEBSITE_RUN_FROM_PACKAGE + WEBSITE_RUN_FROM_PACKAGE_BLOB_MI_RESOURCE_ID).
+//     (WEBSITE_RUN_FROM_PACKAGE + WEBSITE_RUN_FROM_PACKAGE_BLOB_MI_RESOURCE_ID). Documented
+//     in "Storage considerations for Azure Functions" (Create an app without Azure Files:
+//     leave both settings out of the template, run from a package URL; Microsoft warns that
+//     scale-out "could be limited" on Elastic Premium without Azure Files) and "Run your app
+//     from a ZIP package" (SystemAssigned = the app's own identity, which needs Storage Blob
+//     Data Reader on the package). With an external package URL the triggers must be synced
+//     after each publish (README).
 //   - One plan for both apps keeps one always-billed instance pool; give the ops app its own
 //     plan if its load must never share instances with the webhook.
 targetScope = 'resourceGroup'

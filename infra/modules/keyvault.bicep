@@ -89,10 +89,16 @@ resource vaultDiagnostics 'Microsoft.Insights/diagnosticSettings@2021-05-01-prev
 
 // The App Service platform (not the webhook app's identity) imports the TLS certificate.
 // The role is scoped to that certificate's secret, so the platform cannot read the
-// GlobalSign secrets stored beside it.
+// GlobalSign secrets stored beside it. Microsoft's doc ("Import a certificate from Key
+// Vault") grants Key Vault Certificate User on the whole vault, and its access-policy
+// variant needs certificate Get as well as secret Get: if the import is refused, the
+// platform also reads /certificates/<name>, which this secret-scoped role does not cover -
+// then use a separate vault for TLS certificates with the role on that vault (README,
+// "What only Azure can show"). (The placeholder name keeps the role assignment's
+// scope a well-formed resource ID even when the condition is false.)
 resource tlsCertificateSecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' existing = if (!empty(tlsCertificateName)) {
   parent: vault
-  name: tlsCertificateName
+  name: empty(tlsCertificateName) ? 'unused' : tlsCertificateName
 }
 
 resource appServiceReadsTlsCertificate 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(tlsCertificateName)) {
