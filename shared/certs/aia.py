@@ -25,7 +25,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import pkcs7
 from cryptography.x509.oid import AuthorityInformationAccessOID
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("dip_edge.certs")
 
 TIMEOUT_SECONDS = 3.0
 MAX_BYTES = 64 * 1024

@@ -38,7 +38,7 @@ from shared.problems import (
 )
 from shared.settings import Settings, read_text_setting
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("dip_edge.certs")
 
 MIN_RSA_BITS = 2048
 STRONG_CURVES = (ec.SECP256R1, ec.SECP384R1, ec.SECP521R1)

@@ -63,7 +63,7 @@ from shared.settings import Settings, read_text_setting
 UNPARSABLE = (ValueError, TypeError, UnsupportedAlgorithm, x509.InvalidVersion,
               x509.DuplicateExtension, x509.UnsupportedGeneralNameType)
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("dip_edge.certs")
 
 USAGES: dict[str, tuple[x509.ObjectIdentifier, ...]] = {
     "client": (ExtendedKeyUsageOID.CLIENT_AUTH,),
