@@ -22,7 +22,7 @@ from shared.vault import open_store
 from shared.vault.credentials import load_credentials
 from tests.support.functions import call_http, functions
 from tests.support.leaks import assert_no_secrets
-from tests.support.pfx_factory import PfxFactory
+from tests.support.pfx_factory import FIXTURE_FOR_CODE, PfxFactory
 
 URL = "http://localhost/api/credentials"
 PASSWORD = "Http-Pfx-Password-5b1e"
@@ -190,22 +190,9 @@ def test_every_finding_is_reported_together_and_nothing_is_stored(env, fake_atla
     assert fake_atlas.requests == [] and nothing_stored(fake_keyvault)
 
 
-PFX_CASES = {
-    "pfx.missing": None,
-    "pfx.too_large": "too_large",
-    "pfx.not_pkcs12": "not_pkcs12",
-    "pfx.wrong_password": "rsa_aes",
-    "pfx.no_certificate": "key_only",
-    "pfx.no_private_key": "certificate_only",
-    "pfx.key_mismatch": "key_mismatch",
-    "cert.expired": "expired",
-    "cert.not_yet_valid": "not_yet_valid",
-    "cert.weak_key": "rsa1024",
-    "cert.weak_signature": "sha1_signed",
-    "cert.missing_client_auth": "server_only",
-    "cert.is_ca": "ca_certificate",
-    "cert.untrusted_issuer": "self_signed",
-}
+# Every PFX and certificate code through the HTTP function (the file-level ones made here).
+PFX_CASES = {"pfx.missing": None, "pfx.too_large": "too_large", "pfx.not_pkcs12": "not_pkcs12",
+             **FIXTURE_FOR_CODE}
 
 
 @pytest.mark.parametrize(("code", "kind"), sorted(PFX_CASES.items()))

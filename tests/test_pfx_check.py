@@ -14,7 +14,14 @@ from shared.certs.facts import describe, to_passwordless_pfx
 from shared.certs.pfx_check import PfxPolicy, check_pfx
 from shared.problems import CATALOGUE, DipEdgeError
 from shared.settings import load_settings
-from tests.support.pfx_factory import PASSWORD, PfxFactory, encryption, join_pfx, to_pfx
+from tests.support.pfx_factory import (
+    FIXTURE_FOR_CODE,
+    PASSWORD,
+    PfxFactory,
+    encryption,
+    join_pfx,
+    to_pfx,
+)
 
 POLICY = PfxPolicy()
 
@@ -32,25 +39,9 @@ def codes(findings) -> list[str]:
     return [f.code for f in findings]
 
 
-# Every error code of the PFX and certificate lists, with the fixture that must produce it.
-ERROR_CASES = {
-    "pfx.wrong_password": "rsa_aes",  # checked without its password below
-    "pfx.no_certificate": "key_only",
-    "pfx.no_private_key": "certificate_only",
-    "pfx.key_mismatch": "key_mismatch",
-    "cert.expired": "expired",
-    "cert.not_yet_valid": "not_yet_valid",
-    "cert.weak_key": "rsa1024",
-    "cert.weak_signature": "sha1_signed",
-    "cert.missing_client_auth": "server_only",
-    "cert.is_ca": "ca_certificate",
-    "cert.untrusted_issuer": "self_signed",
-    "cert.malformed": "malformed_extension",
-    "pfx.several_keys": "several_keys",
-}
 
 
-@pytest.mark.parametrize(("code", "kind"), sorted(ERROR_CASES.items()))
+@pytest.mark.parametrize(("code", "kind"), sorted(FIXTURE_FOR_CODE.items()))
 def test_each_code_has_a_fixture_that_produces_it(factory, code, kind):
     pfx = getattr(factory, kind)
     report = check(pfx, password=None if code == "pfx.wrong_password" else ...)
@@ -61,7 +52,7 @@ def test_each_code_has_a_fixture_that_produces_it(factory, code, kind):
 
 def test_the_table_covers_every_pfx_and_cert_code():
     wanted = {c for c in CATALOGUE if c.split(".")[0] in {"pfx", "cert"}}
-    covered = set(ERROR_CASES) | {"pfx.missing", "pfx.too_large", "pfx.not_pkcs12",
+    covered = set(FIXTURE_FOR_CODE) | {"pfx.missing", "pfx.too_large", "pfx.not_pkcs12",
                                   "cert.expiring_soon"}  # tested below / in test_pfx_hostile
     assert wanted == covered
 

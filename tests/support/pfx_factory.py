@@ -213,6 +213,24 @@ class PfxFactory:
         return to_pfx(self.leaf("acme-odd", extra_extensions=[(junk, False)]))
 
 
+# Every error code of the PFX and certificate lists that a fixture produces, with that
+# fixture ("pfx.wrong_password": checked without the password).
+FIXTURE_FOR_CODE = {
+    "pfx.wrong_password": "rsa_aes",
+    "pfx.no_certificate": "key_only",
+    "pfx.no_private_key": "certificate_only",
+    "pfx.key_mismatch": "key_mismatch",
+    "pfx.several_keys": "several_keys",
+    "cert.expired": "expired",
+    "cert.not_yet_valid": "not_yet_valid",
+    "cert.weak_key": "rsa1024",
+    "cert.weak_signature": "sha1_signed",
+    "cert.missing_client_auth": "server_only",
+    "cert.is_ca": "ca_certificate",
+    "cert.untrusted_issuer": "self_signed",
+    "cert.malformed": "malformed_extension",
+}
+
 # The fixtures the catalogue tests and the CLI tests go through, by name.
 KINDS = (
     "rsa_aes", "rsa_legacy", "rsa_passwordless", "rsa_no_chain", "ec_p256", "ec_p384_legacy",
