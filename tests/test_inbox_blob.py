@@ -9,7 +9,7 @@ import pytest
 
 from shared.dip.envelope import parse_delivery
 from shared.dip.inbox import Receipt, open_inbox
-from shared.dip.inbox.blob import QUEUE_MESSAGE_LIMIT, BlobInbox, blob_name
+from shared.dip.inbox.blob import QUEUE_MESSAGE_LIMIT, BlobInbox, _metadata, blob_name
 from shared.problems import DipEdgeError
 from shared.settings import load_settings
 from tests.support.azurite import KEY
@@ -101,6 +101,19 @@ def test_blob_names_stay_within_azures_1024_characters(interface, txid):
     assert len(name) <= 1024
     assert name != blob_name(message(interface, txid[:-1]))
     assert name == blob_name(message(interface, txid))
+
+
+def test_metadata_stays_within_azures_8_kib_for_the_longest_ids():
+    # Azure refuses more than 8 KiB of metadata (Azurite does not); four 256-character
+    # non-ASCII IDs, percent-encoded, would be ~9 KiB and inbox.unavailable for ever.
+    longest = "😀" * 256
+    one = parse_delivery(json.dumps([{"payload": {"CommonBlock": {
+        "S0": {"interfaceID": longest},
+        "D0": {"transactionID": longest, "publicationID": longest}}}}]).encode())[0]
+    metadata = _metadata(one, Receipt("2026-01-01T00:00:00.000Z", "c" * 256, "A" * 40, "B" * 40))
+    assert sum(len(k) + len(v) for k, v in metadata.items()) < 8 * 1024
+    short = delivery("tx-é")[0]
+    assert _metadata(short, RECEIPT)["transactionId"] == "tx-%C3%A9"  # readable as before
 
 
 def test_redelivery_is_a_no_op(azurite, names):

@@ -39,7 +39,9 @@ _MAX_NAME_PART = 500  # two parts, the date and ".json" within Azure's 1,024 cha
 
 
 def _name_part(value: str) -> str:
-    """``value`` as one segment of a blob name: percent-encoded, one-to-one."""
+    """``value`` as one segment of a blob name or one metadata value: percent-encoded,
+    one-to-one, and at most ``_MAX_NAME_PART`` characters (Azure caps names at 1,024
+    characters and a blob's metadata at 8 KiB)."""
     part = quote(value, safe="")
     if not part.strip("."):
         # "." and ".." are dot segments HTTP clients remove after the request is signed;
@@ -190,12 +192,13 @@ class BlobInbox:
 
 
 def _metadata(message: Message, receipt: Receipt) -> dict[str, str]:
-    # Metadata travels as HTTP headers: ASCII only, so free text is percent-encoded.
+    # Metadata travels as HTTP headers: ASCII only, so free text is percent-encoded, and
+    # an ID too long for the 8 KiB budget is kept as its hash (the body has it whole).
     fields = {
-        "transactionId": quote(message.transaction_id, safe=""),
-        "interfaceId": quote(message.interface_id, safe=""),
-        "publicationId": quote(message.publication_id or "", safe=""),
-        "channel": quote(receipt.channel or "", safe=""),
+        "transactionId": _name_part(message.transaction_id),
+        "interfaceId": _name_part(message.interface_id),
+        "publicationId": _name_part(message.publication_id or ""),
+        "channel": _name_part(receipt.channel or ""),
         "receivedAt": receipt.received_at,
         "replayIndicator": "true" if message.replay_indicator else "false",
         "clientThumbprint": receipt.client_thumbprint or "",
