@@ -388,3 +388,10 @@ def test_bad_atlas_url_is_a_usage_error(cli, atlas):
     args = _online(atlas, atlas.pfx_path)
     args[args.index("--atlas-url") + 1] = "http://127.0.0.1:1/v2"
     assert cli(*args, **ONLINE_ENV)[0] == 2
+
+
+def test_a_mistyped_option_does_not_repeat_what_follows_it(files):
+    done = run_script(str(files["rsa_aes"]), "--passwd", "S3cret-after-a-typo")
+    assert done.returncode == 2
+    assert "unrecognized arguments" in done.stderr
+    assert_no_secrets(done.stdout + done.stderr, "S3cret-after-a-typo")

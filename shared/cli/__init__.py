@@ -31,8 +31,16 @@ def _commands():
             yield module
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):
+        # A mistyped option may be followed by a secret (--passwd S3CRET): don't repeat it.
+        if message.startswith("unrecognized arguments:"):
+            message = "unrecognized arguments (not repeated here: one may be a secret)"
+        super().error(message)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="dip-edge",
         description="GlobalSign Atlas credential checks and the Elexon DIP webhook.",
     )
