@@ -77,3 +77,17 @@ def test_health_ok(app_env):
     resp = call_http("health", "GET", "http://localhost/api/health")
     assert resp.status_code == 200
     assert json.loads(resp.get_body())["configuration"]["secretStore"] == "local"
+
+
+def test_health_reports_trust_settings_that_cannot_be_built(app_env):
+    # Readable, well-formed JSON, but not identity rules: found when the policy is built.
+    app_env(DIP_CLIENT_IDENTITIES='[{"thumbprnt": "AB"}]')
+    resp = call_http("health", "GET", "http://localhost/api/health")
+    assert resp.status_code == 503
+    errors = json.loads(resp.get_body())["errors"]
+    assert any("DIP_CLIENT_IDENTITIES" in e for e in errors), errors
+
+
+def test_health_warns_when_no_identity_rules_pin_the_dip(app_env):
+    doc = json.loads(call_http("health", "GET", "http://localhost/api/health").get_body())
+    assert any("no identity rules" in w for w in doc["warnings"])

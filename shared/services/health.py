@@ -15,10 +15,38 @@ def _version() -> str:
         return "unknown"
 
 
+_TRUST_SETTINGS = ("DIP_CLIENT_TRUST_ANCHORS", "DIP_CLIENT_INTERMEDIATES", "DIP_CLIENT_IDENTITIES",
+                   "DIP_CLIENT_EKU", "DIP_SIGNER_TRUST_ANCHORS", "DIP_SIGNER_INTERMEDIATES",
+                   "DIP_SIGNER_IDENTITIES", "AIA_FETCH", "AIA_ALLOWED_HOSTS")
+
+
+def _trust_problems(settings: Settings) -> tuple[list[str], list[str]]:
+    """Errors and warnings of the webhook's trust settings, found by building its policies
+    (PEM that holds no certificate, identity rules of the wrong shape, ...) so they show
+    here and not only at the first delivery. The policies are cached, so this is cheap."""
+    from shared.certs.policy import CertificatePolicy
+    from shared.problems import DipEdgeError
+
+    if settings.errors_for(*_TRUST_SETTINGS):
+        return [], []  # already listed among the settings' errors
+    errors: list[str] = []
+    warnings: list[str] = []
+    for build in (CertificatePolicy.for_client, CertificatePolicy.for_signer):
+        try:
+            policy = build(settings)
+        except DipEdgeError as err:
+            errors.append(str(err))
+            continue
+        warnings += [f.detail for f in policy.warnings]
+    return errors, warnings
+
+
 def check(request: Request, settings: Settings) -> HttpResult:
     """200 when every setting is valid, 503 listing the bad ones otherwise."""
+    trust_errors, trust_warnings = _trust_problems(settings)
+    errors = [*settings.errors, *trust_errors]
     document = {
-        "status": "ok" if not settings.errors else "misconfigured",
+        "status": "ok" if not errors else "misconfigured",
         "version": _version(),
         "configuration": {
             "secretStore": settings.secret_store,
@@ -32,6 +60,7 @@ def check(request: Request, settings: Settings) -> HttpResult:
             "aiaFetch": settings.aia_fetch,
             "expiryWarningDays": settings.expiry_warning_days,
         },
-        "errors": list(settings.errors),
+        "errors": errors,
+        "warnings": trust_warnings,
     }
-    return json_result(503 if settings.errors else 200, document)
+    return json_result(503 if errors else 200, document)
