@@ -1,8 +1,14 @@
-# Everything a fresh Debian machine with Python 3.11 and npm needs, installed on demand.
+# Everything a fresh Debian machine with Python 3.13 and npm needs, installed on demand.
 #   make run    - set up, then run dip-edge locally (HTTPS + client certificates, like App Service)
 #   make test   - set up, then run the whole test suite (what CI runs)
 #   make bench  - set up, then run every benchmark and print the table
-PYTHON ?= python3
+# Python 3.13: `python3.13` on PATH (Debian 13's default), else the newest pyenv-installed 3.13
+# (pyenv's shim for python3.13 fails unless that version is selected, so it is run to be sure).
+ifndef PYTHON
+PYTHON := $(shell for p in python3.13 $$(ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.13*/bin/python3.13 \
+	2>/dev/null | sort -V | tail -n 1); do \
+	"$$p" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 13))' 2>/dev/null && { command -v "$$p"; break; }; done)
+endif
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
@@ -15,6 +21,8 @@ INFRA_STAMP := $(INFRA_VENV)/.installed
 setup: $(STAMP) $(AZURITE)
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
+	@test -n "$(PYTHON)" || { echo "Python 3.13 is needed: install it (Debian 13: apt-get install python3.13 python3.13-venv; or pyenv install 3.13), or run make PYTHON=/path/to/python3.13" >&2; exit 1; }
+	@$(BIN)/python -c 'import sys; sys.exit(sys.version_info[:2] != (3, 13))' 2>/dev/null || rm -rf $(VENV)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
@@ -23,6 +31,8 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 
 # checkov pins many libraries (and an older pycep-parser), so it lives in its own venv.
 $(INFRA_STAMP): requirements-infra.txt
+	@test -n "$(PYTHON)" || { echo "Python 3.13 is needed (see above)" >&2; exit 1; }
+	@$(INFRA_VENV)/bin/python -c 'import sys; sys.exit(sys.version_info[:2] != (3, 13))' 2>/dev/null || rm -rf $(INFRA_VENV)
 	test -x $(INFRA_VENV)/bin/python || $(PYTHON) -m venv $(INFRA_VENV)
 	$(INFRA_VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(INFRA_VENV)/bin/python -m pip install --quiet -r requirements-infra.txt

@@ -205,7 +205,7 @@ def test_apps_are_https_only_tls12_no_ftp_linux_python311(templates, module):
     assert float(config["scmMinTlsVersion"]) >= 1.2
     assert config["ftpsState"] == "Disabled"
     assert config["remoteDebuggingEnabled"] is False
-    assert config["linuxFxVersion"] == "Python|3.11"
+    assert config["linuxFxVersion"] == "Python|3.13"
     # Basic-auth publishing (FTP and SCM) is off: deployment goes through Entra ID.
     policies = {b["name"]: b["properties"]["allow"] for p, _, b in resources_of(
         templates, "Microsoft.Web/sites/basicPublishingCredentialsPolicies") if p == module}

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from shared.problems import (
@@ -28,7 +28,6 @@ from shared.vault.base import StoredSecret
 if TYPE_CHECKING:
     from azure.keyvault.secrets import KeyVaultSecret
 
-T = TypeVar("T")
 
 
 def is_loopback(url: str) -> bool:
@@ -87,7 +86,7 @@ def _stored(secret: KeyVaultSecret) -> StoredSecret:
                         created_on=props.created_on, expires_on=props.expires_on)
 
 
-def _call(action: str, name: str, operation: Callable[[], T]) -> T:
+def _call[T](action: str, name: str, operation: Callable[[], T]) -> T:
     """Run one SDK call; its failures become ``secrets.*`` findings naming no secret value."""
     from azure.core.exceptions import (
         AzureError,
