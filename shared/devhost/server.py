@@ -6,9 +6,8 @@
   ``X-ARR-ClientCert`` (base64 DER) and drops any ``X-ARR-ClientCert`` the caller sent.
 * HTTP/1.1 keep-alive; each response is written in one buffer with TCP_NODELAY set, so
   small responses don't stall on Nagle / delayed ACK.
-* Requests reach the function as a real ``azure.functions.HttpRequest`` and its
-  ``HttpResponse`` is written back, so the code path is the one Azure runs. Auth levels
-  are not enforced (as ``func start`` does locally).
+* Requests reach the function through :mod:`shared.devhost.invoke` and its answer is
+  written back. Function-level routes need the host's key, as in Azure.
 * Background workers (see :class:`Worker`) run beside the server and stop with it.
 """
 
@@ -26,9 +25,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Protocol
 from urllib.parse import parse_qsl, urlsplit
 
-import azure.functions as func
-
 from shared.devhost.functions import FunctionTable
+from shared.devhost.invoke import HostRequest, invoke_http
 from shared.problems import (
     INTERNAL_ERROR,
     REQUEST_FUNCTION_KEY_REQUIRED,
@@ -146,21 +144,18 @@ class _Handler(BaseHTTPRequestHandler):
         host = (target.netloc or self.headers.get("Host")
                 or "{}:{}".format(*self.server.server_address[:2]))
         path = target.path + (f"?{target.query}" if target.query else "")
-        request = func.HttpRequest(method=self.command, url=f"https://{host}{path}",
-                                   headers=headers, params=dict(parse_qsl(target.query)),
-                                   route_params=route_params, body=body)
+        request = HostRequest(method=self.command, url=f"https://{host}{path}",
+                              headers=headers, params=dict(parse_qsl(target.query)),
+                              route_params=route_params, body=body)
         try:
-            response = route.handler(request)
+            response = invoke_http(route, request)
         except Exception as exc:  # noqa: BLE001 - the host must answer whatever happens
             logger.error("function %s raised %s", route.name, type(exc).__name__)
             result = problem_result(INTERNAL_ERROR("The function failed; see the host's log."))
             self._write(result.status, result.headers, result.body)
             return
-        out_headers = dict(response.headers)
-        if not any(k.lower() == "content-type" for k in out_headers):
-            out_headers["Content-Type"] = f"{response.mimetype}; charset={response.charset}"
-        logger.info("%s %s -> %d", self.command, target.path, response.status_code)
-        self._write(response.status_code, out_headers, response.get_body() or b"")
+        logger.info("%s %s -> %d", self.command, target.path, response.status)
+        self._write(response.status, dict(response.headers), response.body)
 
     def _authorized(self, route, query: str) -> bool:
         """Function-level routes need the host's key, as in Azure (anonymous ones don't)."""

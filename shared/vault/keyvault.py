@@ -29,7 +29,6 @@ if TYPE_CHECKING:
     from azure.keyvault.secrets import KeyVaultSecret
 
 
-
 def is_loopback(url: str) -> bool:
     host = urlsplit(url).hostname or ""
     if host == "localhost":
