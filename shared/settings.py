@@ -1,32 +1,49 @@
 """Typed settings, read once from app settings (Azure) or the environment (locally).
 
-Reading never raises: the Functions host imports ``function_app`` before anyone has
-configured anything. A bad value is recorded in :attr:`Settings.errors` (and the
-setting falls back to its default); the functions that need the setting report it
-through :meth:`Settings.require_valid`, and ``/api/health`` lists every error.
+Every setting is one typed field of :class:`Settings` (a :class:`Setting`: name, type,
+default, doc, example), declared once below. ``local.settings.example.json``, the README
+table and ``infra/`` are checked against these declarations by the tests.
 
-Every setting is declared once in :data:`SETTINGS`; ``local.settings.example.json``,
-the README and ``infra/`` are checked against that list by the tests.
+Reading never raises: the Functions host imports ``function_app`` before anyone has
+configured anything. A bad value is recorded as a :class:`SettingIssue` (and the field
+falls back to its default). Each component names the settings it reads and, when it is
+built, :meth:`Settings.require` raises ``config.invalid`` for exactly those, so a bad
+value breaks only what reads it; ``/api/health`` lists every issue once.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 from urllib.parse import urlsplit
 
+from shared.ncrontab import Schedule
 from shared.problems import CONFIG_INVALID, DipEdgeError
 
 DEFAULT_ATLAS_BASE_URL = "https://emea.api.hvca.globalsign.com:8443/v2"
 
 
 class SettingError(ValueError):
-    pass
+    """Raised by a parser; :func:`load_settings` records it as a :class:`SettingIssue`."""
 
+
+@dataclass(frozen=True)
+class SettingIssue:
+    """One bad value (or a missing one another setting needs)."""
+
+    name: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.name}: {self.message}"
+
+
+# --- parsers: raw text -> typed value, or SettingError ------------------------------------
 
 def _text(value: str) -> str:
     return value
@@ -133,189 +150,323 @@ def _secret_name(value: str) -> str:
     return value
 
 
-@dataclass(frozen=True)
-class Setting:
+def _optional_secret_name(value: str) -> str | None:
+    return _secret_name(value) if value else None
+
+
+def _ncrontab(value: str) -> str:
+    """An NCRONTAB expression the Functions host (and the local host) can run."""
+    from datetime import UTC, datetime
+
+    try:
+        Schedule.parse(value).next_after(datetime.now(UTC))
+    except ValueError as exc:
+        raise SettingError(f"is not a usable NCRONTAB schedule: {exc}") from None
+    return value
+
+
+# --- the declaration ----------------------------------------------------------------------
+
+class Setting[T]:
+    """One app setting, declared as a field of :class:`Settings`.
+
+    The setting's name is the field's, upper-cased. ``default`` is raw text, parsed like a
+    configured value; ``""`` with a ``derive`` means "derived from other settings".
+    Read on an instance, the field is the parsed value (type ``T``); on the class, it is
+    this declaration, which components list as the settings they read.
+    """
+
     name: str
-    default: str
-    parse: Callable[[str], Any]
-    doc: str
-    example: str = ""
+    attr: str
+
+    def __init__(self, default: str, parse: Callable[[str], T], doc: str, example: str = "",
+                 *, derive: Callable[[Mapping[str, Any], bool], T] | None = None) -> None:
+        self.default = default
+        self.parse = parse
+        self.doc = doc
+        self.example = example
+        self.derive = derive
+
+    def __set_name__(self, owner: type, attr: str) -> None:
+        self.attr = attr
+        self.name = attr.upper()
+
+    @overload
+    def __get__(self, obj: None, owner: type | None = None) -> Setting[T]: ...
+
+    @overload
+    def __get__(self, obj: Settings, owner: type | None = None) -> T: ...
+
+    def __get__(self, obj: Settings | None, owner: type | None = None) -> Setting[T] | T:
+        if obj is None:
+            return self
+        reads = obj._reads
+        if reads is not None:
+            reads.add(self.name)
+        value: T = obj._values[self.attr]
+        return value
+
+    def of(self, settings: Settings) -> T:
+        """This setting's value in ``settings`` (for code that holds the declaration)."""
+        return self.__get__(settings)
+
+    def __repr__(self) -> str:
+        return f"Setting({self.name})"
 
 
-SETTINGS: tuple[Setting, ...] = (
-    Setting("DIP_EDGE_STATE_DIR", ".dip-edge", _text,
-            "Where the embedded defaults keep their files (local secret store, SQLite inbox, "
-            "dev certificates).", ".dip-edge"),
-    Setting("SECRET_STORE", "", _choice("keyvault", "local"),
-            "`keyvault` or `local`; default `keyvault` when KEY_VAULT_URL is set, else `local`.",
-            "local"),
-    Setting("KEY_VAULT_URL", "", _optional_https_url, "The Key Vault's URI.",
-            "https://example-vault.vault.azure.net/"),
-    Setting("SECRET_NAME_API_KEY", "globalsign-api-key", _secret_name,
-            "Secret name of the GlobalSign API key.", "globalsign-api-key"),
-    Setting("SECRET_NAME_API_SECRET", "globalsign-api-secret", _secret_name,
-            "Secret name of the GlobalSign API secret.", "globalsign-api-secret"),
-    Setting("SECRET_NAME_PFX", "globalsign-pfx", _secret_name,
-            "Secret name of the GlobalSign Atlas access PFX (stored password-less, base64, "
-            "content type application/x-pkcs12).", "globalsign-pfx"),
-    Setting("SECRET_NAME_CREDENTIAL_SET", "globalsign-credential-set", _secret_name,
-            "Secret name of the manifest naming the current versions of the API key, API "
-            "secret and PFX (written last, so the three change together).",
-            "globalsign-credential-set"),
-    Setting("KEY_VAULT_MAX_RETRIES", "3", _int(0, 10),
-            "Retries of a failed Key Vault request (the SDK's retry policy).", "3"),
-    Setting("ATLAS_BASE_URL", DEFAULT_ATLAS_BASE_URL, _https_url,
-            "GlobalSign Atlas HVCA API base URL.", DEFAULT_ATLAS_BASE_URL),
-    Setting("ATLAS_CA_BUNDLE", "", _pem_or_path,
-            "CA certificates to verify the Atlas server with (inline PEM or path); default "
-            "system trust.", ""),
-    Setting("ATLAS_TIMEOUT_SECONDS", "15", _float(0.1, 300),
-            "Timeout of each call to GlobalSign Atlas, in seconds.", "15"),
-    Setting("ATLAS_MAX_RETRIES", "3", _int(0, 10),
-            "Retries on 429/503/202 and network errors before reporting GlobalSign "
-            "unavailable.", "3"),
-    Setting("ATLAS_RETRY_BACKOFF_SECONDS", "1", _float(0, 60),
-            "First wait between tries to GlobalSign Atlas (doubling; Retry-After is honoured; "
-            "each wait capped at ATLAS_TIMEOUT_SECONDS).", "1"),
-    Setting("PFX_TRUSTED_ISSUERS", "", _pem_or_path,
-            "Extra issuer certificates the PFX checker accepts (inline PEM or path).", ""),
-    Setting("EXPIRY_WARNING_DAYS", "30", _int(0, 3650),
-            "Days before expiry that warn.", "30"),
-    Setting("EXPIRY_ERROR_DAYS", "7", _int(0, 3650),
-            "Days before expiry that the monitor reports at error level.", "7"),
-    Setting("CREDENTIALS_MAX_BODY_BYTES", "2097152", _int(1024, 64 * 1024 * 1024),
-            "Largest accepted credential submission (JSON or multipart).", "2097152"),
-    Setting("INBOX_BACKEND", "", _choice("sqlite", "blob"),
-            "`sqlite` or `blob`; default `blob` when INBOX_STORAGE is set, else `sqlite`.",
-            "sqlite"),
-    Setting("INBOX_STORAGE", "", _optional_text,
-            "Storage connection string or account URL (identity-based) for the inbox.", ""),
-    Setting("INBOX_CONTAINER", "dip-inbox", _text,
-            "Blob container of the inbox.", "dip-inbox"),
-    Setting("INBOX_QUEUE", "dip-inbox", _text,
-            "Queue told about each stored message, for downstream processing.", "dip-inbox"),
-    Setting("DIP_CLIENT_TRUST_ANCHORS", "", _pem_or_path,
-            "Roots the DIP's client certificate must chain to; default the bundled GlobalSign "
-            "roots.", ""),
-    Setting("DIP_CLIENT_INTERMEDIATES", "", _pem_or_path,
-            "Extra intermediate certificates for chain building.", ""),
-    Setting("DIP_CLIENT_IDENTITIES", "", _json_or_path,
-            "JSON list of identity rules the client certificate must match (one rule "
-            "entirely); none: any certificate that chains.", ""),
-    Setting("DIP_CLIENT_EKU", "client", _choice("client", "server", "any"),
-            "Extended key usage the client certificate needs: `client`, `server` or `any`.",
-            "client"),
-    Setting("DIP_SIGNATURE_MODE", "required", _choice("required", "optional", "off"),
-            "`required`, `optional` or `off`.", "required"),
-    Setting("DIP_SIGNER_TRUST_ANCHORS", "", _pem_or_path,
-            "Roots for the certificate in X-DIP-Signature-Certificate; default the client's.", ""),
-    Setting("DIP_SIGNER_INTERMEDIATES", "", _pem_or_path,
-            "Intermediates for the signer's chain; default the client's.", ""),
-    Setting("DIP_SIGNER_IDENTITIES", "", _json_or_path,
-            "Identity rules for the signer's certificate; default the client's.", ""),
-    Setting("DIP_SIGNATURE_MAX_SKEW_SECONDS", "300", _int(1, 86400),
-            "Accepted distance of X-DIP-Signature-Date from now, in seconds.", "300"),
-    Setting("DIP_PUBLIC_BASE_URL", "", _base_url,
-            "Scheme, host and port the DIP calls, to rebuild the signed URL; default taken "
-            "from the request.", ""),
-    Setting("WEBHOOK_MAX_BODY_BYTES", "4194304", _int(1024, 100 * 1024 * 1024),
-            "Largest accepted webhook delivery.", "4194304"),
-    Setting("AIA_FETCH", "", _bool,
-            "Fetch a missing intermediate from the leaf's AIA caIssuers URL (allow-listed "
-            "hosts only); default on in Azure, off locally.", "false"),
-    Setting("EVENTS_STORAGE", "", _optional_text,
-            "Connection (string, or account URL; identity-based in Azure as "
-            "EVENTS_STORAGE__queueServiceUri / __blobServiceUri) of the events queue, uploads "
-            "and reports containers.", "UseDevelopmentStorage=true"),
-    Setting("EVENTS_QUEUE", "dip-edge-events", _text,
-            "Storage queue Event Grid delivers Key Vault and Storage events to.",
-            "dip-edge-events"),
-    Setting("REPORTS_CONTAINER", "validation-reports", _text,
-            "Blob container for validation reports (JSON, named by secret and version).",
-            "validation-reports"),
-    Setting("UPLOADS_CONTAINER", "pfx-uploads", _text,
-            "Blob container where pipelines drop PFX files to validate.", "pfx-uploads"),
-    Setting("UPLOAD_IMPORT_TO_KEY_VAULT", "false", _bool,
-            "Import an uploaded PFX that passes into the secret store as the current PFX.",
-            "false"),
-    Setting("UPLOAD_KEEP_BLOB", "false", _bool,
-            "Keep an uploaded PFX in storage after handling it (default: delete it).", "false"),
-    Setting("MONITOR_SCHEDULE", "0 0 6 * * *", _text,
-            "NCRONTAB schedule of the expiry monitor (default daily at 06:00 UTC).",
-            "0 0 6 * * *"),
-    Setting("MONITOR_REPROVE_ATLAS", "false", _bool,
-            "Let the monitor log in to GlobalSign Atlas with the stored credentials.", "false"),
-    Setting("SECRET_NAME_SIGNING_CERT", "", _secret_name,
-            "Secret (or Key Vault certificate) holding the participant's DIP signing/mTLS "
-            "certificate, PEM or base64 PKCS#12, for the expiry monitor; none: not watched.", ""),
-    Setting("SECRET_NAME_TLS_CERT", "", _secret_name,
-            "Key Vault certificate (read as a secret) bound as the webhook's TLS certificate, "
-            "for the expiry monitor; none: not watched.", ""),
-    Setting("AIA_ALLOWED_HOSTS", "secure.globalsign.com,secure.globalsign.net", _host_list,
-            "Hosts AIA caIssuers URLs may point at (comma-separated).",
-            "secure.globalsign.com,secure.globalsign.net"),
-)
-
-_BY_NAME = {s.name: s for s in SETTINGS}
+def _secret_store(values: Mapping[str, Any], in_azure: bool) -> str:
+    return "keyvault" if values["key_vault_url"] else "local"
 
 
-def _attr(name: str) -> str:
-    return name.lower()
+def _inbox_backend(values: Mapping[str, Any], in_azure: bool) -> str:
+    return "blob" if values["inbox_storage"] else "sqlite"
 
 
-@dataclass(frozen=True)
+def _aia_fetch(values: Mapping[str, Any], in_azure: bool) -> bool:
+    return in_azure
+
+
 class Settings:
-    values: Mapping[str, Any]
-    errors: tuple[str, ...] = ()
-    in_azure: bool = False
-    _raw: Mapping[str, str] = field(default_factory=dict, repr=False)
+    """Every setting, parsed once; ``settings.<lowercase_name>`` is its typed value."""
 
-    def __getattr__(self, attr: str) -> Any:
-        values = self.__dict__.get("values", {})
-        if attr in values:
-            return values[attr]
-        raise AttributeError(attr)
+    dip_edge_state_dir = Setting(
+        ".dip-edge", _text,
+        "Where the embedded defaults keep their files (local secret store, SQLite inbox, "
+        "dev certificates).", ".dip-edge")
+    secret_store = Setting(
+        "", _choice("keyvault", "local"),
+        "`keyvault` or `local`; default `keyvault` when KEY_VAULT_URL is set, else `local`.",
+        "local", derive=_secret_store)
+    key_vault_url = Setting(
+        "", _optional_https_url, "The Key Vault's URI.", "https://example-vault.vault.azure.net/")
+    secret_name_api_key = Setting(
+        "globalsign-api-key", _secret_name, "Secret name of the GlobalSign API key.",
+        "globalsign-api-key")
+    secret_name_api_secret = Setting(
+        "globalsign-api-secret", _secret_name, "Secret name of the GlobalSign API secret.",
+        "globalsign-api-secret")
+    secret_name_pfx = Setting(
+        "globalsign-pfx", _secret_name,
+        "Secret name of the GlobalSign Atlas access PFX (stored password-less, base64, "
+        "content type application/x-pkcs12).", "globalsign-pfx")
+    secret_name_credential_set = Setting(
+        "globalsign-credential-set", _secret_name,
+        "Secret name of the manifest naming the current versions of the API key, API "
+        "secret and PFX (written last, so the three change together).",
+        "globalsign-credential-set")
+    key_vault_max_retries = Setting(
+        "3", _int(0, 10), "Retries of a failed Key Vault request (the SDK's retry policy).", "3")
+    atlas_base_url = Setting(
+        DEFAULT_ATLAS_BASE_URL, _https_url, "GlobalSign Atlas HVCA API base URL.",
+        DEFAULT_ATLAS_BASE_URL)
+    atlas_ca_bundle = Setting(
+        "", _pem_or_path,
+        "CA certificates to verify the Atlas server with (inline PEM or path); default "
+        "system trust.")
+    atlas_timeout_seconds = Setting(
+        "15", _float(0.1, 300), "Timeout of each call to GlobalSign Atlas, in seconds.", "15")
+    atlas_max_retries = Setting(
+        "3", _int(0, 10),
+        "Retries on 429/503/202 and network errors before reporting GlobalSign "
+        "unavailable.", "3")
+    atlas_retry_backoff_seconds = Setting(
+        "1", _float(0, 60),
+        "First wait between tries to GlobalSign Atlas (doubling; Retry-After is honoured; "
+        "each wait capped at ATLAS_TIMEOUT_SECONDS).", "1")
+    pfx_trusted_issuers = Setting(
+        "", _pem_or_path,
+        "Extra issuer certificates the PFX checker accepts (inline PEM or path).")
+    expiry_warning_days = Setting(
+        "30", _int(0, 3650), "Days before expiry that warn.", "30")
+    expiry_error_days = Setting(
+        "7", _int(0, 3650), "Days before expiry that the monitor reports at error level.", "7")
+    credentials_max_body_bytes = Setting(
+        "2097152", _int(1024, 64 * 1024 * 1024),
+        "Largest accepted credential submission (JSON or multipart).", "2097152")
+    inbox_backend = Setting(
+        "", _choice("sqlite", "blob"),
+        "`sqlite` or `blob`; default `blob` when INBOX_STORAGE is set, else `sqlite`.",
+        "sqlite", derive=_inbox_backend)
+    inbox_storage = Setting(
+        "", _optional_text,
+        "Storage connection string or account URL (identity-based) for the inbox.")
+    inbox_container = Setting("dip-inbox", _text, "Blob container of the inbox.", "dip-inbox")
+    inbox_queue = Setting(
+        "dip-inbox", _text, "Queue told about each stored message, for downstream processing.",
+        "dip-inbox")
+    dip_client_trust_anchors = Setting(
+        "", _pem_or_path,
+        "Roots the DIP's client certificate must chain to; default the bundled GlobalSign "
+        "roots.")
+    dip_client_intermediates = Setting(
+        "", _pem_or_path, "Extra intermediate certificates for chain building.")
+    dip_client_identities = Setting(
+        "", _json_or_path,
+        "JSON list of identity rules the client certificate must match (one rule "
+        "entirely); none: any certificate that chains.")
+    dip_client_eku = Setting(
+        "client", _choice("client", "server", "any"),
+        "Extended key usage the client certificate needs: `client`, `server` or `any`.",
+        "client")
+    dip_signature_mode = Setting(
+        "required", _choice("required", "optional", "off"), "`required`, `optional` or `off`.",
+        "required")
+    dip_signer_trust_anchors = Setting(
+        "", _pem_or_path,
+        "Roots for the certificate in X-DIP-Signature-Certificate; default the client's.")
+    dip_signer_intermediates = Setting(
+        "", _pem_or_path, "Intermediates for the signer's chain; default the client's.")
+    dip_signer_identities = Setting(
+        "", _json_or_path, "Identity rules for the signer's certificate; default the client's.")
+    dip_signature_max_skew_seconds = Setting(
+        "300", _int(1, 86400),
+        "Accepted distance of X-DIP-Signature-Date from now, in seconds.", "300")
+    dip_public_base_url = Setting(
+        "", _base_url,
+        "Scheme, host and port the DIP calls, to rebuild the signed URL; default taken "
+        "from the request.")
+    webhook_max_body_bytes = Setting(
+        "4194304", _int(1024, 100 * 1024 * 1024), "Largest accepted webhook delivery.",
+        "4194304")
+    aia_fetch = Setting(
+        "", _bool,
+        "Fetch a missing intermediate from the leaf's AIA caIssuers URL (allow-listed "
+        "hosts only); default on in Azure, off locally.", "false", derive=_aia_fetch)
+    events_storage = Setting(
+        "", _optional_text,
+        "Connection (string, or account URL; identity-based in Azure as "
+        "EVENTS_STORAGE__queueServiceUri / __blobServiceUri) of the events queue, uploads "
+        "and reports containers.", "UseDevelopmentStorage=true")
+    events_queue = Setting(
+        "dip-edge-events", _text,
+        "Storage queue Event Grid delivers Key Vault and Storage events to.", "dip-edge-events")
+    reports_container = Setting(
+        "validation-reports", _text,
+        "Blob container for validation reports (JSON, named by secret and version).",
+        "validation-reports")
+    uploads_container = Setting(
+        "pfx-uploads", _text, "Blob container where pipelines drop PFX files to validate.",
+        "pfx-uploads")
+    upload_import_to_key_vault = Setting(
+        "false", _bool,
+        "Import an uploaded PFX that passes into the secret store as the current PFX.", "false")
+    upload_keep_blob = Setting(
+        "false", _bool,
+        "Keep an uploaded PFX in storage after handling it (default: delete it).", "false")
+    monitor_schedule = Setting(
+        "0 0 6 * * *", _ncrontab,
+        "NCRONTAB schedule of the expiry monitor (default daily at 06:00 UTC).", "0 0 6 * * *")
+    monitor_reprove_atlas = Setting(
+        "false", _bool,
+        "Let the monitor log in to GlobalSign Atlas with the stored credentials.", "false")
+    secret_name_signing_cert = Setting(
+        "", _optional_secret_name,
+        "Secret (or Key Vault certificate) holding the participant's DIP signing/mTLS "
+        "certificate, PEM or base64 PKCS#12, for the expiry monitor; none: not watched.")
+    secret_name_tls_cert = Setting(
+        "", _optional_secret_name,
+        "Key Vault certificate (read as a secret) bound as the webhook's TLS certificate, "
+        "for the expiry monitor; none: not watched.")
+    aia_allowed_hosts = Setting(
+        "secure.globalsign.com,secure.globalsign.net", _host_list,
+        "Hosts AIA caIssuers URLs may point at (comma-separated).",
+        "secure.globalsign.com,secure.globalsign.net")
 
-    def errors_for(self, *names: str) -> list[str]:
-        return [e for e in self.errors if e.split(":", 1)[0] in names]
+    __slots__ = ("_values", "issues", "in_azure", "_reads")
 
-    def require_valid(self, *names: str) -> None:
-        """Raise ``config.invalid`` if any named setting (all, if none named) is bad."""
-        bad = self.errors_for(*names) if names else list(self.errors)
+    def __init__(self, values: Mapping[str, Any], issues: tuple[SettingIssue, ...] = (),
+                 in_azure: bool = False) -> None:
+        object.__setattr__(self, "_values", dict(values))
+        object.__setattr__(self, "issues", issues)
+        object.__setattr__(self, "in_azure", in_azure)
+        object.__setattr__(self, "_reads", None)
+
+    _values: dict[str, Any]
+    issues: tuple[SettingIssue, ...]
+    in_azure: bool
+    _reads: set[str] | None
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("settings are read once and never changed")
+
+    @property
+    def errors(self) -> tuple[str, ...]:
+        """Every issue as ``"NAME: message"`` (for display)."""
+        return tuple(str(issue) for issue in self.issues)
+
+    def issues_for(self, *settings: Setting[Any]) -> tuple[SettingIssue, ...]:
+        names = {s.name for s in settings}
+        return tuple(issue for issue in self.issues if issue.name in names)
+
+    def require(self, *settings: Setting[Any]) -> None:
+        """Raise ``config.invalid`` listing the issues of exactly these settings, if any."""
+        bad = self.issues_for(*settings)
         if bad:
-            raise DipEdgeError(CONFIG_INVALID("; ".join(bad)))
+            raise DipEdgeError(CONFIG_INVALID("; ".join(str(issue) for issue in bad)))
+
+    def without_issues(self, *settings: Setting[Any]) -> Settings:
+        """These settings with the issues of ``settings`` dropped (values the caller
+        replaces, such as a CLI option that overrides a bad setting)."""
+        names = {s.name for s in settings}
+        return Settings(self._values, tuple(i for i in self.issues if i.name not in names),
+                        self.in_azure)
+
+    @contextmanager
+    def recording(self) -> Iterator[set[str]]:
+        """The names of the settings read inside the block (to test what a component reads)."""
+        reads: set[str] = set()
+        object.__setattr__(self, "_reads", reads)
+        try:
+            yield reads
+        finally:
+            object.__setattr__(self, "_reads", None)
 
     @property
     def state_dir(self) -> Path:
-        return Path(self.values["dip_edge_state_dir"])
+        return Path(self.dip_edge_state_dir)
+
+    def __repr__(self) -> str:
+        return f"Settings(issues={len(self.issues)}, in_azure={self.in_azure})"
+
+
+SETTINGS: tuple[Setting[Any], ...] = tuple(
+    value for value in vars(Settings).values() if isinstance(value, Setting))
+_BY_NAME: dict[str, Setting[Any]] = {s.name: s for s in SETTINGS}
+
+
+def setting_named(name: str) -> Setting[Any] | None:
+    """The declaration of ``NAME`` (a binding expression's ``%NAME%``), or None."""
+    return _BY_NAME.get(name.upper())
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Parse every setting once; never raises (bad values become :class:`SettingIssue`)."""
     env = os.environ if environ is None else environ
-    values: dict[str, Any] = {}
-    errors: list[str] = []
-    for setting in SETTINGS:
-        raw = env.get(setting.name, "").strip() or setting.default
-        try:
-            value = setting.parse(raw) if raw else None
-        except SettingError as exc:
-            errors.append(f"{setting.name}: {exc}")
-            value = setting.parse(setting.default) if setting.default else None
-        values[_attr(setting.name)] = value
     in_azure = bool(env.get("WEBSITE_SITE_NAME"))
-    if not values["secret_store"]:
-        values["secret_store"] = "keyvault" if values["key_vault_url"] else "local"
+    values: dict[str, Any] = {}
+    issues: list[SettingIssue] = []
+    derived: list[tuple[Setting[Any], Callable[[Mapping[str, Any], bool], Any]]] = []
+    for setting in SETTINGS:
+        raw = env.get(setting.name, "").strip()
+        if raw:
+            try:
+                values[setting.attr] = setting.parse(raw)
+                continue
+            except SettingError as exc:
+                issues.append(SettingIssue(setting.name, str(exc)))
+        if setting.derive is not None and not setting.default:
+            derived.append((setting, setting.derive))
+        else:
+            values[setting.attr] = setting.parse(setting.default)
+    for setting, derive in derived:  # after the settings they derive from
+        values[setting.attr] = derive(values, in_azure)
     if values["secret_store"] == "keyvault" and not values["key_vault_url"]:  # noqa: S105
-        errors.append("KEY_VAULT_URL: must be set when SECRET_STORE is keyvault")
-    if not values["inbox_backend"]:
-        values["inbox_backend"] = "blob" if values["inbox_storage"] else "sqlite"
+        issues.append(SettingIssue("KEY_VAULT_URL", "must be set when SECRET_STORE is keyvault"))
     if values["inbox_backend"] == "blob" and not values["inbox_storage"]:
-        errors.append("INBOX_STORAGE: must be set when INBOX_BACKEND is blob")
-    if not env.get("AIA_FETCH", "").strip():
-        values["aia_fetch"] = in_azure
+        issues.append(SettingIssue("INBOX_STORAGE", "must be set when INBOX_BACKEND is blob"))
     if values["expiry_error_days"] > values["expiry_warning_days"]:
-        errors.append("EXPIRY_ERROR_DAYS: must not exceed EXPIRY_WARNING_DAYS")
-    return Settings(values, tuple(errors), in_azure)
+        issues.append(SettingIssue("EXPIRY_ERROR_DAYS", "must not exceed EXPIRY_WARNING_DAYS"))
+    return Settings(values, tuple(issues), in_azure)
 
 
 @lru_cache(maxsize=1)

@@ -490,6 +490,19 @@ def test_app_settings_cover_every_setting_the_code_reads(main):
         assert render(passed) == f"union(sharedSettings, {only}, settingOverrides)"
 
 
+def test_literal_app_settings_are_values_the_declaration_accepts(main):
+    from shared.settings import load_settings, setting_named
+
+    for group in ("sharedSettings", "webhookOnlySettings", "opsOnlySettings"):
+        for name, value in variable(main, group).items():
+            setting = setting_named(name)
+            names = {*main["parameters"], *main["variables"]}
+            if setting is None or not isinstance(value, str) or value in names:
+                continue  # an identity-based connection part, a parameter or an expression
+            issues = load_settings({name: value}).issues_for(setting)
+            assert issues == (), f"infra/main.bicep {group}.{name}: {issues}"
+
+
 def test_parameter_file_sets_only_template_parameters(main):
     text = (INFRA / "main.bicepparam").read_text()
     assert re.search(r"^using 'main\.bicep'$", text, re.M)

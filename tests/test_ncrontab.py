@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from shared.devhost.ncrontab import Schedule
 from shared.devhost.timer import TimerWorker
+from shared.ncrontab import Schedule
 
 
 def at(*parts: int) -> datetime:

@@ -4,7 +4,17 @@ import subprocess
 import sys
 from pathlib import Path
 
-from shared.settings import DEFAULT_ATLAS_BASE_URL, SETTINGS, load_settings
+import pytest
+
+from shared.problems import DipEdgeError
+from shared.settings import (
+    DEFAULT_ATLAS_BASE_URL,
+    SETTINGS,
+    Setting,
+    SettingIssue,
+    Settings,
+    load_settings,
+)
 from tests.support.functions import call_http
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -91,3 +101,136 @@ def test_health_reports_trust_settings_that_cannot_be_built(app_env):
 def test_health_warns_when_no_identity_rules_pin_the_dip(app_env):
     doc = json.loads(call_http("health", "GET", "http://localhost/api/health").get_body())
     assert any("no identity rules" in w for w in doc["warnings"])
+
+
+def test_health_lists_every_bad_value_once(app_env):
+    # Issue 13: EXPIRY_WARNING_DAYS was listed three times (settings, then once per trust
+    # policy it stopped), and the identity rules' error behind it was never shown.
+    app_env(EXPIRY_WARNING_DAYS="abc", MONITOR_SCHEDULE="0 0 6 * *",
+            ATLAS_TIMEOUT_SECONDS="soon", DIP_CLIENT_IDENTITIES='[{"thumbprnt": "AB"}]')
+    resp = call_http("health", "GET", "http://localhost/api/health")
+    assert resp.status_code == 503
+    errors = json.loads(resp.get_body())["errors"]
+    for name in ("EXPIRY_WARNING_DAYS", "MONITOR_SCHEDULE", "ATLAS_TIMEOUT_SECONDS",
+                 "DIP_CLIENT_IDENTITIES"):
+        assert sum(name in e for e in errors) == 1, (name, errors)
+    assert len(errors) == 4, errors
+
+
+def test_credential_api_reports_the_bad_setting_it_reads(app_env):
+    app_env(EXPIRY_WARNING_DAYS="abc")
+    body = json.dumps({"apiKey": "k", "apiSecret": "s", "pfx": "", "pfxPassword": ""})
+    resp = call_http("credentials_validate", "POST", "http://localhost/api/credentials/validate",
+                     body=body.encode(), headers={"Content-Type": "application/json"})
+    doc = json.loads(resp.get_body())
+    assert (resp.status_code, doc["code"]) == (500, "config.invalid")
+    assert doc["detail"].startswith("EXPIRY_WARNING_DAYS: must be a whole number")
+
+
+def test_monitor_schedule_is_checked_by_the_ncrontab_parser():
+    assert load_settings({"MONITOR_SCHEDULE": "0 */5 * * * *"}).issues == ()
+    for bad, words in (("0 0 6 * *", "6 fields"), ("0 0 25 * * *", "outside 0-23"),
+                       ("0 0 0 31 2 *", "never fires")):
+        issues = load_settings({"MONITOR_SCHEDULE": bad}).issues
+        assert [i.name for i in issues] == ["MONITOR_SCHEDULE"]
+        assert words in issues[0].message, issues
+
+
+def test_issues_are_values_naming_their_setting():
+    settings = load_settings({"EXPIRY_WARNING_DAYS": "soon", "EXPIRY_ERROR_DAYS": "40"})
+    assert settings.issues == (
+        SettingIssue("EXPIRY_WARNING_DAYS", "must be a whole number, got 'soon'"),
+        SettingIssue("EXPIRY_ERROR_DAYS", "must not exceed EXPIRY_WARNING_DAYS"))
+    assert settings.issues_for(Settings.expiry_error_days) == settings.issues[1:]
+    with pytest.raises(DipEdgeError) as caught:
+        settings.require(Settings.dip_client_eku, Settings.expiry_warning_days)
+    assert caught.value.code == "config.invalid"
+    assert str(caught.value) == "EXPIRY_WARNING_DAYS: must be a whole number, got 'soon'"
+    settings.require(Settings.dip_client_eku)  # no issue: no error
+    assert settings.without_issues(Settings.expiry_warning_days).issues == settings.issues[1:]
+
+
+def _bad_value(setting: Setting) -> str | None:
+    """A value the setting's parser refuses, if it refuses any."""
+    for candidate in ("abc", "/no/such/file", "bad name!", "-5"):
+        if load_settings({setting.name: candidate}).issues_for(setting):
+            return candidate
+    return None
+
+
+def _components(tmp_path):
+    """Each component that reads settings: how it is built, and what it declares."""
+    from shared.atlas.client import AtlasConnection
+    from shared.certs.pfx_check import PfxPolicy
+    from shared.certs.policy import TRUST_SETTINGS, CertificatePolicy
+    from shared.dip.inbox import INBOX_SETTINGS, open_inbox
+    from shared.dip.signature import SignatureVerifier
+    from shared.services import monitor, webhook
+    from shared.vault import STORE_SETTINGS, open_store
+    from shared.vault.credentials import CREDENTIAL_SET_SETTINGS, load_metadata
+
+    def client_policy(settings):
+        CertificatePolicy.for_client(settings)
+
+    client = (*(s for s in TRUST_SETTINGS if s.name.startswith("DIP_CLIENT_")),
+              Settings.aia_fetch, Settings.aia_allowed_hosts)
+    return {
+        "atlas connection": (AtlasConnection.from_settings, AtlasConnection.SETTINGS),
+        "pfx policy": (PfxPolicy.from_settings, PfxPolicy.SETTINGS),
+        "client trust": (client_policy, client),
+        "signer trust": (CertificatePolicy.for_signer, TRUST_SETTINGS),
+        "signature": (SignatureVerifier.from_settings,
+                      (*SignatureVerifier.SETTINGS, *TRUST_SETTINGS)),
+        "secret store": (open_store, STORE_SETTINGS),
+        "credential set": (lambda s: load_metadata(open_store(s), s),
+                           (*STORE_SETTINGS, *CREDENTIAL_SET_SETTINGS)),
+        "inbox": (lambda s: open_inbox(s).close(), INBOX_SETTINGS),
+        "webhook": (webhook.components, (*webhook.WEBHOOK_SETTINGS, *SignatureVerifier.SETTINGS,
+                                         *TRUST_SETTINGS, *INBOX_SETTINGS)),
+        "monitor thresholds": (lambda s: s.require(*monitor.MONITOR_SETTINGS),
+                               monitor.MONITOR_SETTINGS),
+    }
+
+
+def test_each_component_validates_exactly_the_settings_it_reads(tmp_path):
+    # Issue 11: hand-kept lists had drifted (a bad ATLAS_TIMEOUT_SECONDS was config.invalid
+    # in the credential API, silently defaulted elsewhere; a bad EXPIRY_WARNING_DAYS
+    # stopped the webhook). Each component now fails for exactly the settings it declares.
+    base = {"DIP_EDGE_STATE_DIR": str(tmp_path)}
+    bad_values = {s: v for s in SETTINGS if (v := _bad_value(s)) is not None}
+    assert len(bad_values) > 30  # every typed setting can be refused
+    for component, (build, declared) in _components(tmp_path).items():
+        settings = load_settings(base)
+        with settings.recording() as reads:
+            build(settings)
+        assert reads <= {s.name for s in declared}, (component, reads)
+        for setting, value in bad_values.items():
+            settings = load_settings({**base, setting.name: value})
+            if setting in declared:
+                with pytest.raises(DipEdgeError) as caught:
+                    build(settings)
+                assert caught.value.code == "config.invalid", (component, setting)
+                assert setting.name in str(caught.value), (component, setting)
+            else:
+                build(settings)  # a bad value elsewhere does not stop this component
+
+
+def test_declarations_have_a_doc_and_an_example_that_parses():
+    for setting in SETTINGS:
+        assert setting.doc.endswith("."), setting
+        if setting.example:
+            assert load_settings({setting.name: setting.example}).issues_for(setting) == (), \
+                setting
+
+
+def test_example_settings_are_the_declared_examples():
+    values = json.loads((ROOT / "local.settings.example.json").read_text())["Values"]
+    assert {s.name: values[s.name] for s in SETTINGS} == {s.name: s.example for s in SETTINGS}
+
+
+def test_readme_settings_table_is_the_declaration():
+    readme = (ROOT / "README.md").read_text()
+    rows = [f"| `{s.name}` | {s.doc} | {f'`{s.default}`' if s.default else '—'} |"
+            for s in SETTINGS]
+    table = "| setting | meaning | default |\n| --- | --- | --- |\n" + "\n".join(rows) + "\n"
+    assert table in readme, "README's settings table differs from shared/settings.py:\n" + table

@@ -300,3 +300,22 @@ def test_hostile_channel_is_not_found_and_never_logged_or_stored(env, dip_pki, c
     assert (got, doc["code"]) == (404, "request.not_found")
     assert "FAKE" not in caplog.text and "\x1b" not in caplog.text
     assert stored(env) == []
+
+
+def test_bad_monitor_settings_do_not_stop_deliveries(env, app_env, dip_pki):
+    # Issue 13: EXPIRY_WARNING_DAYS=abc made every delivery a 500 config.invalid. The
+    # webhook reads none of these; health lists them, the monitor reports them.
+    app_env(EXPIRY_WARNING_DAYS="abc", EXPIRY_ERROR_DAYS="soon", MONITOR_SCHEDULE="daily",
+            MONITOR_REPROVE_ATLAS="maybe", PFX_TRUSTED_ISSUERS="/no/such/issuers.pem",
+            ATLAS_TIMEOUT_SECONDS="forever", SECRET_NAME_PFX="not a name!")
+    status, doc, _ = post(dip_pki, delivery("TX-SETTINGS-1"))
+    assert status == 200, doc
+    assert stored(env) == ["TX-SETTINGS-1"]
+
+
+def test_a_bad_webhook_setting_still_stops_deliveries(env, app_env, dip_pki):
+    app_env(DIP_SIGNATURE_MAX_SKEW_SECONDS="abc")
+    status, doc, _ = post(dip_pki, delivery("TX-SETTINGS-2"))
+    assert (status, doc["code"]) == (500, "config.invalid")
+    assert "DIP_SIGNATURE_MAX_SKEW_SECONDS" in doc["detail"]
+    assert stored(env) == []

@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from shared.atlas.tls import client_context
 from shared.problems import (
@@ -38,11 +38,11 @@ from shared.problems import (
     GS_UNEXPECTED_RESPONSE,
     DipEdgeError,
 )
+from shared.settings import Setting, Settings
 
 if TYPE_CHECKING:
     from cryptography import x509
 
-    from shared.settings import Settings
 
 LOGIN_CONTENT_TYPE = "application/json;charset=utf-8"
 TOKEN_LIFETIME_SECONDS = 600
@@ -78,8 +78,14 @@ class AtlasConnection:
     max_retries: int
     backoff: float = 1.0
 
+    SETTINGS: ClassVar[tuple[Setting[Any], ...]] = (
+        Settings.atlas_base_url, Settings.atlas_ca_bundle, Settings.atlas_timeout_seconds,
+        Settings.atlas_max_retries, Settings.atlas_retry_backoff_seconds)
+
     @classmethod
     def from_settings(cls, settings: Settings) -> AtlasConnection:
+        """``config.invalid`` when an ATLAS_* setting is bad."""
+        settings.require(*cls.SETTINGS)
         return cls(base_url=settings.atlas_base_url, ca_bundle=settings.atlas_ca_bundle,
                    timeout=settings.atlas_timeout_seconds,
                    max_retries=settings.atlas_max_retries,

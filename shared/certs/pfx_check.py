@@ -13,6 +13,7 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any, ClassVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, rsa
@@ -36,7 +37,7 @@ from shared.problems import (
     DipEdgeError,
     Finding,
 )
-from shared.settings import Settings, read_text_setting
+from shared.settings import Setting, Settings, read_text_setting
 
 logger = logging.getLogger("dip_edge.certs")
 
@@ -52,10 +53,13 @@ class PfxPolicy:
     expiry_warning_days: int = 30
     max_bytes: int = 1024 * 1024
 
+    SETTINGS: ClassVar[tuple[Setting[Any], ...]] = (Settings.pfx_trusted_issuers,
+                                                     Settings.expiry_warning_days)
+
     @classmethod
     def from_settings(cls, settings: Settings) -> PfxPolicy:
-        """Raises ``DipEdgeError(config.invalid)`` when the settings it needs are bad."""
-        settings.require_valid("PFX_TRUSTED_ISSUERS", "EXPIRY_WARNING_DAYS")
+        """Raises ``DipEdgeError(config.invalid)`` when the settings it reads are bad."""
+        settings.require(*cls.SETTINGS)
         trusted: tuple[x509.Certificate, ...] = ()
         if settings.pfx_trusted_issuers:
             try:

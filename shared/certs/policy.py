@@ -57,7 +57,7 @@ from shared.problems import (
     DipEdgeError,
     Finding,
 )
-from shared.settings import Settings, read_text_setting
+from shared.settings import Setting, Settings, read_text_setting
 
 # What cryptography raises for certificate bytes it cannot make sense of.
 UNPARSABLE = (ValueError, TypeError, UnsupportedAlgorithm, x509.InvalidVersion,
@@ -378,10 +378,16 @@ class CertificatePolicy:
 
 
 # --- settings ----------------------------------------------------------------------------
-_SETTING_NAMES = {
-    "client": ("DIP_CLIENT_TRUST_ANCHORS", "DIP_CLIENT_INTERMEDIATES", "DIP_CLIENT_IDENTITIES"),
-    "signer": ("DIP_SIGNER_TRUST_ANCHORS", "DIP_SIGNER_INTERMEDIATES", "DIP_SIGNER_IDENTITIES"),
+# (anchors, intermediates, identities) of each role, and what both roles read.
+_ROLE_SETTINGS = {
+    "client": (Settings.dip_client_trust_anchors, Settings.dip_client_intermediates,
+               Settings.dip_client_identities),
+    "signer": (Settings.dip_signer_trust_anchors, Settings.dip_signer_intermediates,
+               Settings.dip_signer_identities),
 }
+COMMON_SETTINGS = (Settings.dip_client_eku, Settings.aia_fetch, Settings.aia_allowed_hosts)
+# Every setting a policy may read (a signer's falls back to the client's).
+TRUST_SETTINGS = (*_ROLE_SETTINGS["client"], *_ROLE_SETTINGS["signer"], *COMMON_SETTINGS)
 Source = tuple[str, str]  # (where it comes from, for errors: a setting or option; raw value)
 
 
@@ -399,29 +405,45 @@ class TrustSources:
     identities: Source | None  # None: any certificate that chains
     usage: str
     aia_hosts: tuple[str, ...] | None  # None: AIA fetching off
+    # The webhook never shows an accepted certificate's warnings, so it does not read
+    # EXPIRY_WARNING_DAYS (a bad value there must not stop deliveries); check-cert does.
     expiry_warning_days: int = 30
+
+    @staticmethod
+    def _sources(settings: Settings, role: str) -> tuple[Setting[str | None], ...]:
+        """(anchors, intermediates, identities) of ``role``: DIP_CLIENT_*, or for the signer
+        each DIP_SIGNER_* that is set (or bad), else the client's."""
+        chosen = _ROLE_SETTINGS["client"]
+        if role == "signer":
+            chosen = tuple(
+                own if own.of(settings) is not None or settings.issues_for(own) else client
+                for own, client in zip(_ROLE_SETTINGS["signer"], chosen, strict=True))
+        return chosen
+
+    @classmethod
+    def settings_read(cls, settings: Settings, role: str) -> tuple[Setting[Any], ...]:
+        """Every setting the policy of ``role`` reads with these settings."""
+        return (*cls._sources(settings, role), *COMMON_SETTINGS)
 
     @classmethod
     def from_settings(cls, settings: Settings, role: str) -> TrustSources:
-        """Read DIP_CLIENT_* (or DIP_SIGNER_*, each falling back to the client's)."""
-        names = dict(zip(("anchors", "intermediates", "identities"), _SETTING_NAMES["client"],
-                         strict=True))
-        if role == "signer":
-            for kind, name in zip(names, _SETTING_NAMES["signer"], strict=True):
-                if getattr(settings, name.lower()) or settings.errors_for(name):
-                    names[kind] = name
-        settings.require_valid(*names.values(), "DIP_CLIENT_EKU", "AIA_FETCH",
-                               "AIA_ALLOWED_HOSTS", "EXPIRY_WARNING_DAYS")
-        value = {kind: getattr(settings, name.lower()) for kind, name in names.items()}
+        """Read DIP_CLIENT_* (or DIP_SIGNER_*, each falling back to the client's) and AIA_*;
+        ``config.invalid`` when one of those is bad."""
+        settings.require(*cls.settings_read(settings, role))
+        anchors, intermediates, identities = cls._sources(settings, role)
+
+        def source(setting: Setting[str | None]) -> Source | None:
+            value = setting.of(settings)
+            return (setting.name, value) if value else None
+
+        extra = source(intermediates)
         return cls(
             role=role,
-            anchors=(names["anchors"], value["anchors"]) if value["anchors"] else None,
-            intermediates=((names["intermediates"], value["intermediates"]),)
-            if value["intermediates"] else (),
-            identities=(names["identities"], value["identities"]) if value["identities"] else None,
+            anchors=source(anchors),
+            intermediates=(extra,) if extra else (),
+            identities=source(identities),
             usage=settings.dip_client_eku,
             aia_hosts=tuple(settings.aia_allowed_hosts) if settings.aia_fetch else None,
-            expiry_warning_days=settings.expiry_warning_days,
         )
 
     def build(self) -> CertificatePolicy:

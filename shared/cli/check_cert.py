@@ -16,8 +16,12 @@ import datetime as dt
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from shared.cli import EXIT_INVALID, EXIT_OK, UsageError
+
+if TYPE_CHECKING:
+    from shared.settings import Settings
 
 NAME = "check-cert"
 HELP = ("Check a certificate against the webhook's client-certificate policy (anchors, "
@@ -47,13 +51,14 @@ def run(args: argparse.Namespace) -> int:
 
     from shared.certs.policy import TrustSources
     from shared.problems import DipEdgeError
-    from shared.settings import load_settings
+    from shared.settings import Settings, load_settings
 
     at = _parse_time(args.at) if args.at is not None else None
     leaf, extra_pem = _read_certificate(args.cert)
-    settings = load_settings()
+    settings = _without_overridden(load_settings(), args)
     try:
-        sources = TrustSources.from_settings(_without_overridden(settings, args), "client")
+        settings.require(Settings.expiry_warning_days)
+        sources = TrustSources.from_settings(settings, "client")
         sources = replace(
             sources,
             anchors=("--anchors", _path(args.anchors)) if args.anchors is not None
@@ -64,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
             identities=("--identities", _json_or_path(args.identities))
             if args.identities is not None else sources.identities,
             usage=args.usage or sources.usage,
+            expiry_warning_days=settings.expiry_warning_days,
         )
         policy = sources.build()
     except DipEdgeError as exc:
@@ -80,15 +86,14 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_OK if verdict.accepted else EXIT_INVALID
 
 
-def _without_overridden(settings, args):
+def _without_overridden(settings: Settings, args: argparse.Namespace) -> Settings:
     """Settings minus the bad values the options replace (so they don't stop the check)."""
-    from dataclasses import replace
+    from shared.settings import Settings
 
-    overridden = {"DIP_CLIENT_TRUST_ANCHORS": args.anchors, "DIP_CLIENT_IDENTITIES":
-                  args.identities, "DIP_CLIENT_EKU": args.usage}
-    errors = tuple(e for e in settings.errors
-                   if overridden.get(e.split(":", 1)[0]) is None)
-    return replace(settings, errors=errors)
+    overridden = {Settings.dip_client_trust_anchors: args.anchors,
+                  Settings.dip_client_identities: args.identities,
+                  Settings.dip_client_eku: args.usage}
+    return settings.without_issues(*(s for s, option in overridden.items() if option is not None))
 
 
 def _parse_time(text: str) -> dt.datetime:

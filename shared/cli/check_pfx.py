@@ -185,12 +185,15 @@ def _prove(args: argparse.Namespace, settings, inputs: _Inputs, report):
 
     from shared.atlas.proof import AtlasConnection, prove_credentials  # httpx: load lazily
     from shared.problems import DipEdgeError
+    from shared.settings import Settings
 
-    names = ["ATLAS_TIMEOUT_SECONDS", "ATLAS_MAX_RETRIES"]
-    names += [] if args.atlas_url else ["ATLAS_BASE_URL"]
-    names += [] if args.atlas_ca else ["ATLAS_CA_BUNDLE"]
-    _require(settings, names)
-    connection = AtlasConnection.from_settings(settings)
+    overridden = [setting for setting, option in ((Settings.atlas_base_url, args.atlas_url),
+                                                  (Settings.atlas_ca_bundle, args.atlas_ca))
+                  if option]
+    try:
+        connection = AtlasConnection.from_settings(settings.without_issues(*overridden))
+    except DipEdgeError as err:  # config.invalid: a bad ATLAS_* setting
+        raise UsageError(str(err)) from None
     overrides: dict[str, Any] = {}
     if args.atlas_url:
         parts = urlsplit(args.atlas_url)
@@ -206,15 +209,6 @@ def _prove(args: argparse.Namespace, settings, inputs: _Inputs, report):
         return prove_credentials(inputs.api_key, inputs.api_secret, report.leaf,
                                  report.private_key, report.chain_certificates, connection)
     except DipEdgeError as err:  # config.invalid: an unreadable --atlas-ca / ATLAS_CA_BUNDLE
-        raise UsageError(str(err)) from None
-
-
-def _require(settings, names: list[str]) -> None:
-    from shared.problems import DipEdgeError
-
-    try:
-        settings.require_valid(*names)
-    except DipEdgeError as err:
         raise UsageError(str(err)) from None
 
 

@@ -7,7 +7,7 @@ import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from shared.devhost.ncrontab import Schedule
+from shared.ncrontab import Schedule
 
 logger = logging.getLogger("dip_edge.devhost")
 

@@ -12,20 +12,27 @@ from __future__ import annotations
 import json
 import logging
 import re
+from typing import Any
 
-from shared.devhost.ncrontab import Schedule
 from shared.devhost.queue_poller import QueuePoller
 from shared.devhost.timer import TimerWorker
-from shared.settings import Settings
+from shared.ncrontab import Schedule
+from shared.settings import Setting, Settings, setting_named
 
 logger = logging.getLogger("dip_edge.devhost")
 
+def _expression(value: str) -> Setting[Any] | None:
+    """The setting a ``%NAME%`` binding expression names, if it is one of ours."""
+    match = re.fullmatch(r"%([A-Za-z0-9_]+)%", value)
+    return setting_named(match.group(1)) if match else None
+
+
 def resolve(value: str, settings: Settings) -> str | None:
     """``%NAME%`` → the setting's value (None when unset); anything else as it is."""
-    match = re.fullmatch(r"%([A-Za-z0-9_]+)%", value)
-    if not match:
+    if not re.fullmatch(r"%([A-Za-z0-9_]+)%", value):
         return value
-    resolved = getattr(settings, match.group(1).lower(), None)
+    setting = _expression(value)
+    resolved = setting.of(settings) if setting is not None else None
     return str(resolved) if resolved not in (None, "") else None
 
 
@@ -48,6 +55,12 @@ def trigger_workers(settings: Settings, functions) -> list:
 
 
 def _timer(name: str, binding: dict, function, settings: Settings) -> TimerWorker | None:
+    setting = _expression(binding["schedule"])
+    issues = settings.issues_for(setting) if setting is not None else ()
+    if issues:  # the Functions host would not run it either
+        logger.error("timer function %s not started: %s", name,
+                     "; ".join(str(issue) for issue in issues))
+        return None
     expression = resolve(binding["schedule"], settings) or ""
     try:
         schedule = Schedule.parse(expression)

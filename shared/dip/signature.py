@@ -27,6 +27,7 @@ import hmac
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 from cryptography import x509
@@ -47,7 +48,7 @@ from shared.problems import (
     SIGNATURE_UNTRUSTED_CERTIFICATE,
     DipEdgeError,
 )
-from shared.settings import Settings
+from shared.settings import Setting, Settings
 
 SIGNATURE_HEADERS = ("X-DIP-Signature-Date", "X-DIP-Content-Hash",
                      "X-DIP-Signature-Certificate", "X-DIP-Signature")
@@ -132,6 +133,11 @@ def _certificate_der(value: str) -> bytes:
 class SignatureVerifier:
     """The webhook's signature check: mode, skew window, signer policy and public URL."""
 
+    # Its own settings; the signer policy (DIP_SIGNER_*) checks its own when built.
+    SETTINGS: ClassVar[tuple[Setting[Any], ...]] = (
+        Settings.dip_signature_mode, Settings.dip_signature_max_skew_seconds,
+        Settings.dip_public_base_url)
+
     def __init__(self, policy: CertificatePolicy | None, *, mode: str, max_skew_seconds: int,
                  public_base_url: str | None) -> None:
         if mode not in MODES:
@@ -149,8 +155,7 @@ class SignatureVerifier:
     def from_settings(cls, settings: Settings) -> SignatureVerifier:
         """From DIP_SIGNATURE_MODE, DIP_SIGNATURE_MAX_SKEW_SECONDS, DIP_PUBLIC_BASE_URL and
         the signer policy (DIP_SIGNER_*); ``config.invalid`` on bad settings."""
-        settings.require_valid("DIP_SIGNATURE_MODE", "DIP_SIGNATURE_MAX_SKEW_SECONDS",
-                               "DIP_PUBLIC_BASE_URL")
+        settings.require(*cls.SETTINGS)
         mode = settings.dip_signature_mode
         policy = None if mode == "off" else CertificatePolicy.for_signer(settings)
         return cls(policy, mode=mode, max_skew_seconds=settings.dip_signature_max_skew_seconds,

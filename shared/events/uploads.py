@@ -30,8 +30,12 @@ from shared.problems import (
     DipEdgeError,
     Finding,
 )
+from shared.settings import Settings
 
 EVENT_TYPE = "Microsoft.Storage.BlobCreated"
+# What this handler reads itself (the stores and checks it calls check their own).
+UPLOAD_SETTINGS = (Settings.uploads_container, Settings.upload_import_to_key_vault,
+                   Settings.upload_keep_blob)
 PASSWORD_SECRET_PREFIX = "pfx-upload-password-"  # noqa: S105 - a name, not a secret
 MAX_UPLOAD_BYTES = 1024 * 1024  # real PFX files are a few KB; the checker's limit
 
@@ -55,6 +59,7 @@ def handle(event: Event, ctx: EventContext) -> Handled:
         logger.debug("ignored BlobCreated in container %r: not the uploads container",
                      ref.container)
         return Handled("ignored")
+    settings.require(*UPLOAD_SETTINGS)  # config.invalid: retried, as a fixable fault
     etag = normalise_etag(ref.etag)
     name = report_name(ref.name, etag or f"event-{event.id}")
     if ctx.reports.get(name) is not None:

@@ -30,12 +30,12 @@ from shared.problems import (
     problem_result,
 )
 from shared.services.submission import Submission, parse_submission
+from shared.settings import Settings
 from shared.web import HttpResult, Request, json_result
 
 if TYPE_CHECKING:
     from shared.atlas.proof import AtlasProof
     from shared.certs.report import PfxReport
-    from shared.settings import Settings
 
 logger = logging.getLogger("dip_edge.credentials")
 _UNSAFE = re.compile(r"[^\w@.+\- ]")
@@ -92,10 +92,10 @@ def check_submission(submission: Submission, settings: Settings) -> Verdict:
 
     Raises ``DipEdgeError(config.invalid)`` when the settings the checks need are bad.
     """
+    from shared.atlas.client import AtlasConnection
     from shared.certs.pfx_check import PfxPolicy, check_pfx
 
-    settings.require_valid("ATLAS_BASE_URL", "ATLAS_CA_BUNDLE", "ATLAS_TIMEOUT_SECONDS",
-                           "ATLAS_MAX_RETRIES", "ATLAS_RETRY_BACKOFF_SECONDS")
+    connection = AtlasConnection.from_settings(settings)  # before any check: config first
     policy = PfxPolicy.from_settings(settings)
     errors: list[Finding] = []
     if not submission.api_key:
@@ -112,11 +112,10 @@ def check_submission(submission: Submission, settings: Settings) -> Verdict:
     warnings = list(report.warnings) if report else []
     if errors:
         return Verdict(tuple(errors), tuple(warnings), report, None)
-    from shared.atlas.proof import AtlasConnection, prove_credentials
+    from shared.atlas.proof import prove_credentials
 
     proof = prove_credentials(submission.api_key, submission.api_secret, report.leaf,
-                              report.private_key, report.chain_certificates,
-                              AtlasConnection.from_settings(settings))
+                              report.private_key, report.chain_certificates, connection)
     return Verdict(proof.errors, (*warnings, *proof.warnings), report, proof)
 
 
@@ -124,7 +123,7 @@ def _handle(request: Request, settings: Settings, *, store: bool) -> HttpResult:
     action = "submit" if store else "validate"
     caller = _caller(request)
     try:
-        settings.require_valid("CREDENTIALS_MAX_BODY_BYTES")
+        settings.require(Settings.credentials_max_body_bytes)
         submission = parse_submission(request, settings.credentials_max_body_bytes)
         verdict = check_submission(submission, settings)
         if not verdict.valid:
@@ -155,8 +154,6 @@ def _store(submission: Submission, verdict: Verdict, settings: Settings,
     from shared.vault import open_store
     from shared.vault.credentials import save_credentials
 
-    settings.require_valid("SECRET_NAME_API_KEY", "SECRET_NAME_API_SECRET", "SECRET_NAME_PFX",
-                           "SECRET_NAME_CREDENTIAL_SET")
     report = verdict.report
     metadata = save_credentials(
         open_store(settings), settings, api_key=submission.api_key,

@@ -15,34 +15,33 @@ def _version() -> str:
         return "unknown"
 
 
-_TRUST_SETTINGS = ("DIP_CLIENT_TRUST_ANCHORS", "DIP_CLIENT_INTERMEDIATES", "DIP_CLIENT_IDENTITIES",
-                   "DIP_CLIENT_EKU", "DIP_SIGNER_TRUST_ANCHORS", "DIP_SIGNER_INTERMEDIATES",
-                   "DIP_SIGNER_IDENTITIES", "AIA_FETCH", "AIA_ALLOWED_HOSTS")
-
-
 def _trust_problems(settings: Settings) -> tuple[list[str], list[str]]:
     """Errors and warnings of the webhook's trust settings, found by building its policies
     (PEM that holds no certificate, identity rules of the wrong shape, ...) so they show
-    here and not only at the first delivery. The policies are cached, so this is cheap."""
-    from shared.certs.policy import CertificatePolicy
+    here and not only at the first delivery. A policy whose settings already have issues
+    is not built (those issues are listed once, with the others). The policies are cached,
+    so this is cheap."""
+    from shared.certs.policy import CertificatePolicy, TrustSources
     from shared.problems import DipEdgeError
 
-    if settings.errors_for(*_TRUST_SETTINGS):
-        return [], []  # already listed among the settings' errors
     errors: list[str] = []
     warnings: list[str] = []
-    for build in (CertificatePolicy.for_client, CertificatePolicy.for_signer):
+    for role, build in (("client", CertificatePolicy.for_client),
+                        ("signer", CertificatePolicy.for_signer)):
+        if settings.issues_for(*TrustSources.settings_read(settings, role)):
+            continue
         try:
             policy = build(settings)
         except DipEdgeError as err:
             errors.append(str(err))
             continue
         warnings += [f.detail for f in policy.warnings]
-    return errors, warnings
+    # The signer falls back to the client's settings: one bad value, one line.
+    return list(dict.fromkeys(errors)), list(dict.fromkeys(warnings))
 
 
 def check(request: Request, settings: Settings) -> HttpResult:
-    """200 when every setting is valid, 503 listing the bad ones otherwise."""
+    """200 when every setting is valid, 503 listing every bad one (each once) otherwise."""
     trust_errors, trust_warnings = _trust_problems(settings)
     errors = [*settings.errors, *trust_errors]
     document = {

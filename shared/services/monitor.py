@@ -34,6 +34,11 @@ from shared.settings import Settings
 
 logger = logging.getLogger("dip_edge.monitor")
 
+# The monitor's own settings; the stores, policies and Atlas check theirs when opened.
+MONITOR_SETTINGS = (Settings.expiry_warning_days, Settings.expiry_error_days,
+                    Settings.monitor_reprove_atlas, Settings.secret_name_signing_cert,
+                    Settings.secret_name_tls_cert)
+
 OK, WARNING, ERROR = "ok", "warning", "error"
 _RANK = {OK: 0, WARNING: 1, ERROR: 2}
 LATEST_REPORT = "monitor/latest.json"
@@ -114,16 +119,16 @@ def run_checks(settings: Settings, *, now: datetime | None = None) -> MonitorRep
     now = now or datetime.now(UTC)
     limits = Thresholds(settings.expiry_warning_days, settings.expiry_error_days, now)
     lines: list[CredentialStatus] = []
-    bad = settings.errors_for("EXPIRY_WARNING_DAYS", "EXPIRY_ERROR_DAYS")
-    if bad:
-        lines.append(CredentialStatus("monitor thresholds", ERROR, "; ".join(bad)))
+    bad = settings.issues_for(*MONITOR_SETTINGS)
+    if bad:  # the monitor still runs, on the defaults
+        lines.append(CredentialStatus("monitor settings", ERROR,
+                                      "; ".join(str(issue) for issue in bad)))
     atlas = _stored_credentials(settings, limits, lines)
     lines.extend(_policy_certificates(settings, limits))
-    for setting, label in (("secret_name_signing_cert", "DIP signing certificate"),
-                           ("secret_name_tls_cert", "webhook TLS certificate")):
-        if getattr(settings, setting):
-            lines.extend(_secret_certificate(settings, getattr(settings, setting), label,
-                                             limits))
+    for name, label in ((settings.secret_name_signing_cert, "DIP signing certificate"),
+                        (settings.secret_name_tls_cert, "webhook TLS certificate")):
+        if name:
+            lines.extend(_secret_certificate(settings, name, label, limits))
     return MonitorReport(now, limits.warning_days, limits.error_days, tuple(lines), atlas)
 
 

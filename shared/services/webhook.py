@@ -50,6 +50,9 @@ class Components:
     inbox: Inbox
 
 
+# The webhook's own setting; each component checks the settings it reads when built.
+WEBHOOK_SETTINGS = (Settings.webhook_max_body_bytes,)
+
 _lock = threading.Lock()
 _current: Components | None = None
 
@@ -63,8 +66,7 @@ def components(settings: Settings) -> Components:
     with _lock:
         if _current is not None and _current.settings is settings:
             return _current
-        settings.require_valid("WEBHOOK_MAX_BODY_BYTES", "DIP_SIGNATURE_MODE",
-                               "DIP_SIGNATURE_MAX_SKEW_SECONDS", "DIP_PUBLIC_BASE_URL")
+        settings.require(*WEBHOOK_SETTINGS)
         built = Components(settings, CertificatePolicy.for_client(settings),
                            SignatureVerifier.from_settings(settings), open_inbox(settings))
         if _current is not None:

@@ -9,9 +9,14 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
+from shared.settings import Settings
+
 if TYPE_CHECKING:
-    from shared.settings import Settings
     from shared.vault.base import SecretStore
+
+# What open_store reads (the local store lives in the state directory).
+STORE_SETTINGS = (Settings.secret_store, Settings.key_vault_url, Settings.key_vault_max_retries,
+                  Settings.dip_edge_state_dir)
 
 
 def open_store(settings: Settings) -> SecretStore:
@@ -20,9 +25,10 @@ def open_store(settings: Settings) -> SecretStore:
     Key Vault clients are kept per vault, so the managed-identity token and the vault's
     authentication challenge are fetched once per process, not once per request.
     """
-    settings.require_valid("SECRET_STORE", "KEY_VAULT_URL", "KEY_VAULT_MAX_RETRIES")
-    if settings.secret_store == "keyvault":  # noqa: S105 - a store kind, not a password
-        return _key_vault(settings.key_vault_url, settings.key_vault_max_retries)
+    settings.require(*STORE_SETTINGS)
+    vault_url = settings.key_vault_url
+    if settings.secret_store == "keyvault" and vault_url:  # noqa: S105 - a store kind
+        return _key_vault(vault_url, settings.key_vault_max_retries)
     from shared.vault.local import LocalSecretStore
 
     return LocalSecretStore(settings.state_dir / "secrets")

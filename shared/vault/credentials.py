@@ -38,11 +38,15 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from shared.problems import SECRET_NOT_FOUND, SECRET_STORE_UNAVAILABLE, DipEdgeError
+from shared.settings import Settings
 
 if TYPE_CHECKING:
     from shared.certs.report import CertificateFacts
-    from shared.settings import Settings
     from shared.vault.base import SecretStore
+
+# The names of the set's secrets; every function here checks them first.
+CREDENTIAL_SET_SETTINGS = (Settings.secret_name_api_key, Settings.secret_name_api_secret,
+                           Settings.secret_name_pfx, Settings.secret_name_credential_set)
 
 PFX_CONTENT_TYPE = "application/x-pkcs12"
 MANIFEST_CONTENT_TYPE = "application/json"
@@ -106,6 +110,7 @@ def save_credentials(store: SecretStore, settings: Settings, *, api_key: str, ap
     Raises ``DipEdgeError(secrets.unavailable)`` if the store fails; the previous set then
     stays current.
     """
+    settings.require(*CREDENTIAL_SET_SETTINGS)
     set_id = uuid.uuid4().hex
     validated_at = validated_at or datetime.now(UTC)
     tags = {"credentialSet": set_id, "thumbprint": facts.thumbprint_sha1,
@@ -133,6 +138,7 @@ def save_credentials(store: SecretStore, settings: Settings, *, api_key: str, ap
 
 def load_metadata(store: SecretStore, settings: Settings) -> CredentialMetadata | None:
     """The current set's metadata (reads only the manifest), or ``None`` when none is stored."""
+    settings.require(*CREDENTIAL_SET_SETTINGS)
     try:
         manifest = store.get_secret(settings.secret_name_credential_set)
     except DipEdgeError as err:

@@ -20,6 +20,10 @@ from typing import Protocol
 from shared.dip.envelope import Message
 from shared.settings import Settings
 
+# What open_inbox reads (the blob inbox also reads INBOX_CONTAINER and INBOX_QUEUE).
+INBOX_SETTINGS = (Settings.inbox_backend, Settings.inbox_storage, Settings.dip_edge_state_dir,
+                  Settings.inbox_container, Settings.inbox_queue)
+
 
 @dataclass(frozen=True)
 class Receipt:
@@ -73,7 +77,7 @@ class Inbox(Protocol):
 
 def open_inbox(settings: Settings) -> Inbox:
     """The configured inbox; raises ``DipEdgeError(config.invalid)`` on bad inbox settings."""
-    settings.require_valid("INBOX_BACKEND", "INBOX_STORAGE", "DIP_EDGE_STATE_DIR")
+    settings.require(*INBOX_SETTINGS)
     if settings.inbox_backend == "blob":
         from shared.dip.inbox.blob import BlobInbox
 

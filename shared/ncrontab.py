@@ -1,4 +1,5 @@
-"""NCRONTAB schedules as Azure Functions timer triggers read them, for the local host.
+"""NCRONTAB schedules as Azure Functions timer triggers read them (MONITOR_SCHEDULE is
+checked with this parser, and the local host runs timers on it).
 
 Six fields: ``second minute hour day month day-of-week`` (e.g. ``0 0 6 * * *``, daily at
 06:00 UTC). Each field is ``*`` or a comma list of ``n``, ``a-b``, ``*/s``, ``a-b/s`` or
