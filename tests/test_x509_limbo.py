@@ -27,9 +27,10 @@ from cryptography import x509
 
 from shared.certs.policy import CertificatePolicy
 from shared.certs.roots import globalsign_roots
+from tests.support.testdata import testdata
 
 REPO = Path(__file__).resolve().parents[1]
-LIMBO = REPO.parent / "shared" / "testdata" / "x509-limbo" / "limbo.json"
+LIMBO = testdata("x509-limbo", "limbo.json")
 OUT_OF_SCOPE = re.compile(r"^(webpki::(san|cn|nc)|rfc5280::(san|nc)|cve::)")
 DOS_TIMEOUT_SECONDS = 60
 
