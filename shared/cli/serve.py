@@ -74,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
     import function_app
     from shared.devhost.devcerts import DevCertPaths
     from shared.devhost.functions import FunctionTable
+    from shared.devhost.invoke import start_worker
     from shared.devhost.server import DevHost, server_tls_context
     from shared.devhost.workers import background_workers
     from shared.settings import get_settings, read_text_setting
@@ -98,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
     tls = server_tls_context(str(certs.server_cert), str(certs.server_key), client_cas)
     functions = FunctionTable.load(function_app.app, Path(function_app.__file__).with_name(
         "host.json"))
+    worker = start_worker(Path(function_app.__file__).parent)
     try:
         host = DevHost(functions, tls, args.host, args.port,
                        workers=background_workers(settings, functions),
@@ -111,19 +113,23 @@ def run(args: argparse.Namespace) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     host.start()
-    _print_banner(host, functions, certs, state_dir)
+    _print_banner(host, functions, certs, state_dir, worker)
     stop.wait()
     print("dip-edge serve: stopping", file=sys.stderr, flush=True)
     host.stop()
     return EXIT_OK
 
 
-def _print_banner(host, functions, certs, state_dir: Path) -> None:
+def _print_banner(host, functions, certs, state_dir: Path, worker) -> None:
     url = host.base_url
     tls = f"--cacert {certs.ca} --cert {certs.client_cert} --key {certs.client_key}"
     lines = [f"dip-edge serve: listening on {url} (TLS 1.2+, client certificate required)",
              f"  state: {state_dir} (SQLite inbox, local secrets); dev certificates: "
-             f"{certs.directory}", "  functions:"]
+             f"{certs.directory}",
+             "  HTTP functions run in: " + ("Microsoft's Python worker (azure-functions-runtime "
+                                            f"{worker.version})" if worker else
+                                            "the local adapter (the worker is not installed)"),
+             "  functions:"]
     for route in functions.routes:
         lines.append(f"    {' '.join(sorted(route.methods)):9} {url}{route.path}  "
                      f"[{route.name}]")

@@ -133,6 +133,7 @@ class LanguageWorker:
         self._thread.start()
         runtime.start_threadpool_executor()
         self.init_response = self._init()
+        self.version = self.init_response.worker_metadata.worker_version
         self.metadata_response = self._call(runtime.functions_metadata_request(
             self._message(functions_metadata_request=self.protos.FunctionsMetadataRequest(
                 function_app_directory=str(self.app_dir)))))
