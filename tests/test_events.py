@@ -475,3 +475,39 @@ def test_key_vault_failing_mid_import_leaves_nothing_half_written(kv_env, atlas)
     assert load_credentials(store(), get_settings()).metadata.thumbprint == \
         report["certificate"]["thumbprintSha1"]
     assert uploaded_names(kv_env) == []
+
+
+# --- through Microsoft's Python worker, with the host's queue-message TypedData -------------
+
+
+def test_a_queue_message_through_the_worker_is_validated_and_reported(env, atlas):
+    from tests.support.worker import worker
+
+    save_api_credentials(atlas.leaf)
+    version = put_pfx(base64.b64encode(atlas.renewed.pfx()).decode())
+    body = json.dumps(new_version_event(version))
+    worker().invoke_queue("events", body, message_id=str(uuid.uuid4()), dequeue_count=1)
+    (report,) = reports(env).values()
+    assert report["outcome"] == "passed" and report["secret"]["version"] == version
+    # the same message again (the queue delivers at least once): one report still
+    worker().invoke_queue("events", body.encode(), message_id=str(uuid.uuid4()))
+    assert len(reports(env)) == 1
+
+
+def test_a_transient_failure_through_the_worker_is_a_failed_invocation(env, atlas, caplog):
+    from shared.devhost.language_worker import FunctionFailed
+    from tests.support.worker import worker
+
+    save_api_credentials(atlas.leaf)
+    version = put_pfx(base64.b64encode(atlas.renewed.pfx()).decode())
+    atlas.busy(times=100, path="/login")
+    with pytest.raises(FunctionFailed) as failed:
+        worker().invoke_queue("events", json.dumps(new_version_event(version)),
+                              message_id="m-busy", dequeue_count=2)
+    # what the host logs before retrying: the exception's type and message (the detail,
+    # not the catalogue code)
+    assert failed.value.exception_type == "DipEdgeError"
+    assert failed.value.rpc_exception.message.startswith("DipEdgeError: GlobalSign answered")
+    assert reports(env) == {}
+    assert_no_secrets(caplog.text + failed.value.rpc_exception.message
+                      + failed.value.rpc_exception.stack_trace, API_SECRET)
