@@ -161,6 +161,8 @@ def test_serve_runs_the_monitor_timer_and_the_events_queue(tmp_path, azurite):
         process.terminate()
         process.wait(10)
     assert "monitor/latest.json" in names, log.read_text()
+    for name in ("monitor", "events"):  # both as invocations of Microsoft's worker
+        assert f"function {name} runs through the Python worker" in log.read_text()
     (upload_report,) = [n for n in names if n.startswith("uploads/")]
     report = json.loads(container.download_blob(upload_report).readall())
     assert report["errors"][0]["code"] == "pfx.too_large"

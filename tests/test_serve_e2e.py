@@ -263,6 +263,14 @@ def test_health_and_routing_over_keep_alive(served, pki_files):
         assert wrong.status_code == 405 and wrong.headers["allow"] == "POST"
 
 
+def test_functions_are_called_through_the_python_worker(served, pki_files):
+    """serve dispatches through azure-functions-runtime, and says so."""
+    assert "HTTP functions run in Microsoft's Python worker (azure-functions-runtime 1.3.0)" \
+        in served.stderr()
+    with tls_client(served, pki_files.client_cert, pki_files.client_key) as client:
+        assert client.get(served.base_url + "/api/health").status_code == 200
+
+
 def test_sigterm_stops_cleanly(dip_pki, tmp_path):
     instance = start_serve(tmp_path / "state", dip_pki.env())
     try:

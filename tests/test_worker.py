@@ -16,7 +16,7 @@ from shared.services.monitor import latest_report
 from shared.settings import get_settings
 from tests.support.functions import functions
 from tests.support.leaks import assert_no_secrets
-from tests.support.worker import call_http, worker
+from tests.support.worker import ROOT, call_http, worker
 from tests.test_credentials_api import Account
 
 WEBHOOK = "https://dip-edge.example.net/api/webhooks/dip"
@@ -210,3 +210,38 @@ def test_a_function_that_raises_is_a_failed_invocation_naming_the_type(app_env):
         worker().invoke_timer("monitor")
     assert failed.value.exception_type and str(failed.value) == (
         f"function monitor failed with {failed.value.exception_type}")
+
+
+# -- the worker and the local adapter agree on this app's requests --------------------------
+
+
+@pytest.mark.parametrize("name, method, url, headers, body, route_params", [
+    ("dip_webhook", "post", WEBHOOK, {"content-type": "application/json"}, b"\xff\xfe", {}),
+    ("dip_webhook", "POST", f"{WEBHOOK}/a%20b", {"Content-Type": "text/plain"}, b"x",
+     {"channel": "a b"}),
+    ("credentials", "GET", CREDENTIALS + "?x=1&x=2", {}, b"", {}),
+    ("credentials", "PATCH", CREDENTIALS, {}, b"", {}),
+    ("credentials_validate", "POST", CREDENTIALS + "/validate",
+     {"Content-Type": "application/json"}, b"{", {}),
+])
+def test_the_worker_and_the_adapter_give_the_same_answer(app_env, name, method, url,
+                                                        headers, body, route_params):
+    """``dip-edge serve`` keeps its adapter for machines without the worker: for this
+    app's functions both must convert requests and responses alike."""
+    from urllib.parse import parse_qsl, urlsplit
+
+    from shared.devhost.functions import FunctionTable
+    from shared.devhost.invoke import HostRequest, _adapt
+
+    class App:  # get_functions() may be called once per app: reuse the suite's call
+        def get_functions(self):
+            return list(functions().values())
+
+    routes = {r.name: r for r in FunctionTable.load(App(), ROOT / "host.json").routes}
+    query = dict(parse_qsl(urlsplit(url).query))
+    adapted = _adapt(routes[name], HostRequest(method, url, headers, query, route_params,
+                                               body))
+    reply = call_http(name, method, url, body=body, headers=headers,
+                      route_params=route_params)
+    assert (reply.status, reply.headers, reply.body) == (
+        adapted.status, dict(adapted.headers), adapted.body)

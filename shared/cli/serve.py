@@ -83,6 +83,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--port must be between 0 and 65535, got {args.port}")
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # The worker's own records (its indexing summary, a line per invocation) are debugging.
+    logging.getLogger("azure.functions").setLevel(logging.WARNING)
     state_dir = Path(args.state_dir or os.environ.get("DIP_EDGE_STATE_DIR") or ".dip-edge")
     state_dir = state_dir.resolve()
     certs = DevCertPaths.in_dir(_configure_environment(state_dir))
@@ -102,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
     worker = start_worker(Path(function_app.__file__).parent)
     try:
         host = DevHost(functions, tls, args.host, args.port,
-                       workers=background_workers(settings, functions),
+                       workers=background_workers(settings, functions, worker),
                        function_key=_function_key(state_dir / "function-key"))
     except OSError as exc:
         print(f"dip-edge serve: cannot listen on {args.host}:{args.port}: {exc.strerror}",

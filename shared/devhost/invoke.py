@@ -51,6 +51,8 @@ def start_worker(app_dir: Path):
         logger.warning("the Python worker is not used (%s); HTTP functions are called "
                        "through the local adapter", exc)
         return None
+    logger.info("HTTP functions run in Microsoft's Python worker (azure-functions-runtime %s)",
+                _worker.version)
     return _worker
 
 

@@ -12,7 +12,7 @@ worker's proto files), to the worker's handlers, and converts the answers back.
 The worker keeps its state in module globals, so a process has one :class:`LanguageWorker`
 (:func:`language_worker`). It runs its handlers on an event loop in a thread of its own and
 sync functions in its own thread pool; :meth:`LanguageWorker.invoke` may be called from any
-thread. Both libraries are development dependencies (``requirements-dev.txt``): a deployed
+thread; it runs until the process ends. Both libraries are development dependencies (``requirements-dev.txt``): a deployed
 app gets its worker from the platform, never from its own packages.
 """
 
@@ -30,7 +30,6 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -158,7 +157,7 @@ class LanguageWorker:
         try:
             response = self._call(self._runtime.worker_init_request(self._message(
                 worker_init_request=self.protos.WorkerInitRequest(
-                    host_version="4.1040.0", function_app_directory=str(self.app_dir),
+                    function_app_directory=str(self.app_dir),
                     capabilities={}))))
         finally:
             if existing is not None:
@@ -176,11 +175,6 @@ class LanguageWorker:
     def _check(self, result, what: str) -> None:
         if result.status != self.protos.StatusResult.Success:
             raise WorkerUnavailable(f"{what} failed: {result.exception.message}")
-
-    def stop(self) -> None:
-        self._runtime.stop_threadpool_executor()
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(5)
 
     # -- invocation -------------------------------------------------------------------
 
@@ -256,7 +250,17 @@ def typed_data_bytes(data) -> bytes:
     raise ValueError(f"unexpected body TypedData {kind}")
 
 
-@cache
+_started: LanguageWorker | None = None
+_starting = threading.Lock()
+
+
 def language_worker(app_dir: Path) -> LanguageWorker:
-    """The process's one worker for ``app_dir`` (the worker's state is global)."""
-    return LanguageWorker(app_dir)
+    """The process's one worker, started for ``app_dir`` on first call (the worker keeps its
+    state in module globals, so a second one for another directory is refused)."""
+    global _started
+    with _starting:
+        if _started is None:
+            _started = LanguageWorker(app_dir)
+        elif _started.app_dir != Path(app_dir).resolve():
+            raise WorkerUnavailable(f"this process's worker already serves {_started.app_dir}")
+        return _started

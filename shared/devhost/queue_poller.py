@@ -75,7 +75,9 @@ class QueuePoller:
             self.function(request)
         except Exception as exc:  # noqa: BLE001 - a failed run: retry or poison, as the host
             if message.dequeue_count >= self.max_dequeue_count:
-                self._poison(client, message, type(exc).__name__)
+                # Through the worker, the function's own exception type is reported.
+                self._poison(client, message, getattr(exc, "exception_type",
+                                                      type(exc).__name__))
             else:
                 client.update_message(message, visibility_timeout=self.retry_delay)
             return

@@ -5,6 +5,10 @@ Each worker is built from the function's own binding, as the Functions host read
 ``connection`` names the setting holding the storage connection. A timer runs on its
 NCRONTAB schedule; a queue trigger runs only when its connection is configured (locally:
 EVENTS_STORAGE pointing at Azurite).
+
+Given the running :class:`~shared.devhost.language_worker.LanguageWorker`, each run is an
+invocation through it (timer and queue-message ``TypedData``, as the host sends); without
+it, the user function is called with the ``azure.functions`` types directly.
 """
 
 from __future__ import annotations
@@ -36,22 +40,42 @@ def resolve(value: str, settings: Settings) -> str | None:
     return str(resolved) if resolved not in (None, "") else None
 
 
-def trigger_workers(settings: Settings, functions) -> list:
+def trigger_workers(settings: Settings, functions, language_worker=None) -> list:
     """A worker for every timer and queue function in ``functions.others``."""
     workers: list = []
     for name, function in functions.others.items():
         binding = next(b for b in json.loads(function.get_function_json())["bindings"]
                        if b["direction"] == "IN" and b["type"].endswith("Trigger"))
+        call = function.get_user_function()
         if binding["type"] == "timerTrigger":
-            worker = _timer(name, binding, function, settings)
+            if language_worker is not None:
+                call = _through_timer(language_worker, name)
+            worker = _timer(name, binding, call, settings)
         elif binding["type"] == "queueTrigger":
-            worker = _queue(name, binding, function, settings)
+            if language_worker is not None:
+                call = _through_queue(language_worker, name)
+            worker = _queue(name, binding, call, settings)
         else:
             logger.info("function %s (%s) is not run by the local host", name, binding["type"])
             worker = None
         if worker is not None:
+            if language_worker is not None:
+                logger.info("function %s runs through the Python worker", name)
             workers.append(worker)
     return workers
+
+
+def _through_timer(language_worker, name: str):
+    return lambda timer: language_worker.invoke_timer(name, past_due=timer.past_due)
+
+
+def _through_queue(language_worker, name: str):
+    def call(message) -> None:
+        language_worker.invoke_queue(
+            name, message.get_body(), message_id=message.id,
+            dequeue_count=message.dequeue_count or 1, pop_receipt=message.pop_receipt or "",
+            inserted=message.insertion_time)
+    return call
 
 
 def _timer(name: str, binding: dict, function, settings: Settings) -> TimerWorker | None:
@@ -68,7 +92,7 @@ def _timer(name: str, binding: dict, function, settings: Settings) -> TimerWorke
         logger.error("timer function %s not started: schedule %r: %s", name, expression, exc)
         return None
     logger.info("timer function %s runs on %r", name, expression)
-    return TimerWorker(name, schedule, function.get_user_function())
+    return TimerWorker(name, schedule, function)
 
 
 def _queue(name: str, binding: dict, function, settings: Settings) -> QueuePoller | None:
@@ -83,4 +107,4 @@ def _queue(name: str, binding: dict, function, settings: Settings) -> QueuePolle
         return None
     logger.info("queue function %s reads queue %r", name, queue)
     return QueuePoller(name, lambda q: queue_client(settings, q, base64_messages=False), queue,
-                       function.get_user_function(), max_dequeue_count=MAX_DEQUEUE_COUNT)
+                       function, max_dequeue_count=MAX_DEQUEUE_COUNT)

@@ -14,8 +14,10 @@ from shared.devhost.server import Worker
 from shared.settings import Settings
 
 
-def background_workers(settings: Settings, functions: FunctionTable) -> list[Worker]:
-    """The timer and queue functions (``monitor``; ``events`` when EVENTS_STORAGE is set)."""
+def background_workers(settings: Settings, functions: FunctionTable,
+                       language_worker=None) -> list[Worker]:
+    """The timer and queue functions (``monitor``; ``events`` when EVENTS_STORAGE is set),
+    run through ``language_worker`` when there is one."""
     from shared.devhost.triggers import trigger_workers
 
-    return trigger_workers(settings, functions)
+    return trigger_workers(settings, functions, language_worker)
