@@ -10,10 +10,11 @@ module sends those messages, from the generated message classes that the
 worker's proto files), to the worker's handlers, and converts the answers back.
 
 The worker keeps its state in module globals, so a process has one :class:`LanguageWorker`
-(:func:`language_worker`). It runs its handlers on an event loop in a thread of its own and
-sync functions in its own thread pool; :meth:`LanguageWorker.invoke` may be called from any
-thread; it runs until the process ends. Both libraries are development dependencies (``requirements-dev.txt``): a deployed
-app gets its worker from the platform, never from its own packages.
+(:func:`language_worker`), which lives as long as the process. It runs its handlers on an
+event loop in a thread of its own and sync functions in its own thread pool;
+:meth:`LanguageWorker.invoke` may be called from any thread. Both libraries are development
+dependencies (``requirements-dev.txt``): a deployed app gets its worker from the platform,
+never from its own packages.
 """
 
 from __future__ import annotations
