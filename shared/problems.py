@@ -38,6 +38,10 @@ class Finding:
     def code(self) -> str:
         return self.type.code
 
+    def is_(self, *types: ProblemType) -> bool:
+        """Whether this is an occurrence of one of these catalogue entries."""
+        return self.type in types
+
     def to_dict(self) -> dict[str, str]:
         return {"code": self.type.code, "detail": self.detail}
 
@@ -57,6 +61,10 @@ class DipEdgeError(Exception):
     def code(self) -> str:
         return self.finding.code
 
+    def is_(self, *types: ProblemType) -> bool:
+        """Whether this carries one of these catalogue entries: ``err.is_(SECRET_NOT_FOUND)``."""
+        return self.finding.type in types
+
 
 CATALOGUE: dict[str, ProblemType] = {}
 
@@ -65,10 +73,6 @@ def _define(code: str, title: str, status: int, *, retryable: bool = False) -> P
     ptype = ProblemType(code, title, status, retryable)
     CATALOGUE[code] = ptype
     return ptype
-
-
-def lookup(code: str) -> ProblemType:
-    return CATALOGUE[code]
 
 
 # PFX (the submitted PKCS#12 file). Validation findings answer 422 as a whole.

@@ -14,6 +14,7 @@ import azure.functions.queue as queue_types
 import pytest
 from azure.storage.blob import BlobServiceClient
 
+from shared.problems import DipEdgeError
 from shared.settings import get_settings
 from tests.support.eventgrid import (
     blob_created_event,
@@ -272,9 +273,9 @@ def test_globalsign_unavailable_is_retried_then_poisoned_with_a_reason(env, atla
     enqueue(env.cs, env.queue, new_version_event(version))
     atlas.busy(times=100, path="/login")
     for attempt in range(1, 5):
-        with pytest.raises(Exception) as raised:
+        with pytest.raises(DipEdgeError) as raised:
             deliver(env.cs, env.queue, dequeue_count=attempt, delete=False)
-        assert getattr(raised.value, "code", None) == "globalsign.unavailable"
+        assert raised.value.code == "globalsign.unavailable"
         assert reports(env) == {}  # nothing half-written
     caplog.set_level(logging.INFO)
     deliver(env.cs, env.queue, dequeue_count=5)  # the last attempt completes the message
@@ -294,9 +295,9 @@ def test_storage_unavailable_raises_storage_unavailable(env, caplog):
     version = put_pfx("AAAA")
     env.set(EVENTS_STORAGE=dead)
     body = json.dumps(new_version_event(version)).encode()
-    with pytest.raises(Exception) as raised:
+    with pytest.raises(DipEdgeError) as raised:
         user_function("events")(queue_types.QueueMessage(id="m", body=body, dequeue_count=2))
-    assert getattr(raised.value, "code", None) == "storage.unavailable"
+    assert raised.value.code == "storage.unavailable"
     assert "will be retried" in caplog.text
 
 
@@ -446,9 +447,9 @@ def test_key_vault_outage_is_retried_and_poisoned_on_the_last_attempt(kv_env):
         "SecretNewVersionCreated", get_settings().secret_name_pfx, version,
         vault_url=kv_env.vault.url))
     kv_env.vault.down = True
-    with pytest.raises(Exception) as raised:
+    with pytest.raises(DipEdgeError) as raised:
         deliver(kv_env.cs, kv_env.queue, dequeue_count=1)
-    assert getattr(raised.value, "code", None) == "secrets.unavailable"
+    assert raised.value.code == "secrets.unavailable"
     deliver(kv_env.cs, kv_env.queue, dequeue_count=5)
     (poisoned,) = poison_messages(kv_env.cs, kv_env.queue)
     assert poisoned["reason"]["code"] == "secrets.unavailable"
@@ -463,9 +464,9 @@ def test_key_vault_failing_mid_import_leaves_nothing_half_written(kv_env, atlas)
     before = load_metadata(store(), get_settings())
     upload(kv_env, "renewal.pfx", atlas.renewed.pfx())
     kv_env.vault.fail_writes_after(1)  # the import's first write lands, the next fail
-    with pytest.raises(Exception) as raised:
+    with pytest.raises(DipEdgeError) as raised:
         deliver(kv_env.cs, kv_env.queue, dequeue_count=1)
-    assert getattr(raised.value, "code", None) == "secrets.unavailable"
+    assert raised.value.code == "secrets.unavailable"
     assert reports(kv_env) == {} and uploaded_names(kv_env) == ["renewal.pfx"]
     assert load_metadata(store(), get_settings()) == before  # the old set is still current
     kv_env.vault.fail_writes_after(None)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from shared.events.storage import Connection, connection
+from shared.problems import DipEdgeError
 from shared.settings import load_settings
 
 BLOB = "https://acct.blob.core.windows.net"
@@ -49,9 +50,9 @@ def test_without_event_storage_reports_are_files_and_uploads_cannot_be_read(app_
     (report,) = (get_settings().state_dir / "reports" / "invalid").iterdir()
     assert json.loads(report.read_text())["errors"][0]["code"] == "event.malformed"
     upload = json.dumps(blob_created_event("pfx-uploads", "a.pfx", etag="1", length=3))
-    with pytest.raises(Exception) as raised:
+    with pytest.raises(DipEdgeError) as raised:
         events(queue_types.QueueMessage(id="u", body=upload, dequeue_count=1))
-    assert getattr(raised.value, "code", None) == "config.invalid"
+    assert raised.value.code == "config.invalid"
     assert "EVENTS_STORAGE is not set" in caplog.text
 
 
@@ -71,7 +72,7 @@ def test_an_unusable_connection_string_is_a_configuration_error(app_env, caplog)
     assert response.status_code == 200, response.get_body()
     assert json.loads(response.get_body())["monitor"] is None
     upload = json.dumps(blob_created_event("pfx-uploads", "a.pfx", etag="1", length=3))
-    with pytest.raises(Exception) as raised:
+    with pytest.raises(DipEdgeError) as raised:
         user_function("events")(queue_types.QueueMessage(id="u", body=upload, dequeue_count=1))
-    assert getattr(raised.value, "code", None) == "config.invalid"
+    assert raised.value.code == "config.invalid"
     assert "c2VjcmV0" not in caplog.text + str(raised.value) + response.get_body().decode()

@@ -5,7 +5,8 @@ Use it as a context manager::
     with AtlasClient(connection, api_key=k, api_secret=s, certificate=c, private_key=pk) as atlas:
         policy = atlas.get_json("/validationpolicy")
 
-Every remote fault becomes a ``DipEdgeError`` carrying one ``globalsign.*`` finding:
+Every remote fault raises an :class:`AtlasError` carrying one ``globalsign.*`` finding
+(``proof.prove_credentials`` turns them into the proof's findings):
 
 * TLS alerts and resets (in the handshake, or on the first read under TLS 1.3, where a
   server's refusal of the client certificate arrives after the handshake), and non-JSON
@@ -28,7 +29,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 from shared.atlas.tls import client_context
 from shared.problems import (
@@ -37,11 +38,17 @@ from shared.problems import (
     GS_UNAVAILABLE,
     GS_UNEXPECTED_RESPONSE,
     DipEdgeError,
+    ProblemType,
 )
 from shared.settings import Setting, Settings
 
 if TYPE_CHECKING:
     from cryptography import x509
+
+
+class AtlasError(DipEdgeError):
+    """A remote fault of GlobalSign Atlas (a ``globalsign.*`` finding), raised inside
+    ``shared/atlas/`` only: ``proof.prove_credentials`` is where it becomes a finding."""
 
 
 LOGIN_CONTENT_TYPE = "application/json;charset=utf-8"
@@ -134,13 +141,13 @@ class AtlasClient:
         response = self._send("POST", "login", content=body,
                               headers={"Content-Type": LOGIN_CONTENT_TYPE})
         if response.status_code == 401 and _json(response) is not None:
-            raise DipEdgeError(GS_INVALID_CREDENTIALS(
+            raise AtlasError(GS_INVALID_CREDENTIALS(
                 "GlobalSign refused the login: the API key or secret is wrong, or not linked "
                 "to this PFX's certificate."))
         document = _expect_json(response, "/login")
         token = document.get("access_token") if isinstance(document, dict) else None
         if not isinstance(token, str) or not token:
-            raise DipEdgeError(GS_UNEXPECTED_RESPONSE(
+            raise AtlasError(GS_UNEXPECTED_RESPONSE(
                 "GlobalSign's /login answer holds no access token."))
         self._token, self._token_at = token, self._clock()
         self.logins += 1
@@ -174,7 +181,10 @@ class AtlasClient:
             except httpx.TimeoutException:
                 detail = f"GlobalSign did not answer within {self.connection.timeout:g} s."
             except httpx.TransportError as exc:
-                detail = _transport_failure(exc)
+                failure = _transport_failure(exc)
+                if failure.final is not None:
+                    raise AtlasError(failure.final(failure.detail)) from None
+                detail = failure.detail
             else:
                 status = response.status_code
                 if status not in RETRY_STATUSES and status < 500:
@@ -185,7 +195,7 @@ class AtlasClient:
                     wait, retry_after = asked, max(asked, retry_after or 0)
             if attempt < self.connection.max_retries:
                 self._sleep(min(wait, self.connection.timeout))
-        raise DipEdgeError(GS_UNAVAILABLE(
+        raise AtlasError(GS_UNAVAILABLE(
             f"{detail} Gave up after {self.connection.max_retries + 1} tries."),
             retry_after=retry_after)
 
@@ -198,34 +208,41 @@ class AtlasClient:
                 for chunk in response.iter_bytes():
                     content += chunk
                     if len(content) > MAX_ANSWER_BYTES:
-                        raise DipEdgeError(GS_UNEXPECTED_RESPONSE(
+                        raise AtlasError(GS_UNEXPECTED_RESPONSE(
                             f"GlobalSign answered {response.status_code} to /{path} with a "
                             f"body larger than {MAX_ANSWER_BYTES} bytes."))
             except httpx.DecodingError:
-                raise DipEdgeError(GS_UNEXPECTED_RESPONSE(
+                raise AtlasError(GS_UNEXPECTED_RESPONSE(
                     f"GlobalSign answered {response.status_code} to /{path} with a body "
                     "that does not match its Content-Encoding.")) from None
             return Answer(response.status_code, response.headers, bytes(content))
 
 
-def _transport_failure(exc: Exception) -> str:
-    """The detail of a retryable network failure, or raise for a final one."""
+class TransportFailure(NamedTuple):
+    """What a network failure means: its detail, and the entry to report it as at once
+    (``final``), or ``None`` when another try may succeed."""
+
+    detail: str
+    final: ProblemType | None = None
+
+
+def _transport_failure(exc: Exception) -> TransportFailure:
     chain = _causes(exc)
     verify = next((e for e in chain if isinstance(e, ssl.SSLCertVerificationError)), None)
     if verify is not None:
-        raise DipEdgeError(GS_UNAVAILABLE(
-            "GlobalSign's server certificate could not be verified "
-            f"({verify.verify_message}); check ATLAS_CA_BUNDLE.")) from None
+        return TransportFailure("GlobalSign's server certificate could not be verified "
+                                f"({verify.verify_message}); check ATLAS_CA_BUNDLE.",
+                                GS_UNAVAILABLE)
     if any(isinstance(e, ConnectionRefusedError) for e in chain):
-        return "GlobalSign refused the connection."
+        return TransportFailure("GlobalSign refused the connection.")
     tls = next((e for e in chain if isinstance(e, ssl.SSLError)), None)
     if tls is not None or any(isinstance(e, ConnectionResetError | BrokenPipeError)
                               for e in chain) or _is_disconnect(exc):
         reason = tls.reason if tls is not None and tls.reason else type(exc).__name__
-        raise DipEdgeError(GS_MTLS_REJECTED(
+        return TransportFailure(
             f"GlobalSign closed the TLS connection ({reason}): the PFX's certificate is "
-            "missing, unknown or not accepted for mutual TLS.")) from None
-    return f"GlobalSign could not be reached ({type(exc).__name__})."
+            "missing, unknown or not accepted for mutual TLS.", GS_MTLS_REJECTED)
+    return TransportFailure(f"GlobalSign could not be reached ({type(exc).__name__}).")
 
 
 def _is_disconnect(exc: Exception) -> bool:
@@ -262,12 +279,12 @@ def _expect_json(response: Answer, path: str) -> Any:
     status = response.status_code
     document = _json(response)
     if status in FRONT_END_REFUSALS and document is None:
-        raise DipEdgeError(GS_MTLS_REJECTED(
+        raise AtlasError(GS_MTLS_REJECTED(
             f"A front end refused the request to {path} with a non-JSON {status}: the PFX's "
             "certificate is missing, unknown or not accepted for mutual TLS."))
     if status != 200 or document is None:
         what = "a body that is not JSON" if status == 200 else str(status)
-        raise DipEdgeError(GS_UNEXPECTED_RESPONSE(
+        raise AtlasError(GS_UNEXPECTED_RESPONSE(
             f"GlobalSign answered {what} to {path}{_describe(response)}."))
     return document
 

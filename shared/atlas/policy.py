@@ -6,7 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from shared.problems import GS_UNEXPECTED_RESPONSE, DipEdgeError
+from shared.atlas.client import AtlasError
+from shared.problems import GS_UNEXPECTED_RESPONSE
 
 if TYPE_CHECKING:
     from shared.atlas.client import AtlasClient
@@ -44,7 +45,7 @@ class PolicySummary:
 def fetch_policy(client: AtlasClient) -> PolicySummary:
     document = client.get_json("/validationpolicy")
     if not isinstance(document, Mapping):
-        raise DipEdgeError(GS_UNEXPECTED_RESPONSE(
+        raise AtlasError(GS_UNEXPECTED_RESPONSE(
             "GlobalSign's /validationpolicy answer is not a JSON object."))
     return summarise(document)
 

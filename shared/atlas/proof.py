@@ -17,11 +17,11 @@ from typing import Any
 
 from cryptography import x509
 
-from shared.atlas.client import AtlasClient, AtlasConnection
+from shared.atlas.client import AtlasClient, AtlasConnection, AtlasError
 from shared.atlas.policy import fetch_policy
 from shared.atlas.quotas import fetch_issuance_quota
 from shared.atlas.trustchain import fetch_trust_chain
-from shared.problems import GS_MTLS_REJECTED, GS_UNAVAILABLE, DipEdgeError, Finding
+from shared.problems import GS_MTLS_REJECTED, GS_UNAVAILABLE, Finding
 
 __all__ = ["AtlasConnection", "AtlasProof", "prove_credentials"]
 
@@ -39,7 +39,7 @@ class AtlasProof:
 
     @property
     def unavailable(self) -> bool:
-        return any(f.type is GS_UNAVAILABLE for f in self.errors)
+        return any(f.is_(GS_UNAVAILABLE) for f in self.errors)
 
     def to_dict(self) -> dict[str, Any]:
         doc: dict[str, Any] = {
@@ -68,18 +68,18 @@ def prove_credentials(api_key: str, api_secret: str, certificate: x509.Certifica
         try:
             client.login()
             policy = fetch_policy(client)
-        except DipEdgeError as err:
+        except AtlasError as err:
             return AtlasProof((err.finding,), (), None, err.retry_after)
         warnings: list[Finding] = []
         account: dict[str, Any] = {"validationPolicy": policy.to_dict(),
                                    "issuanceQuota": None, "trustChain": []}
         try:
             account["issuanceQuota"] = fetch_issuance_quota(client)
-        except DipEdgeError as err:
+        except AtlasError as err:
             warnings.append(err.finding)
         try:
             account["trustChain"] = [c.subject.rfc4514_string()
                                      for c in fetch_trust_chain(client)]
-        except DipEdgeError as err:
+        except AtlasError as err:
             warnings.append(err.finding)
     return AtlasProof((), tuple(warnings), account)

@@ -194,27 +194,34 @@ class CertificatePolicy:
         """Check an ``X-ARR-ClientCert`` value: base64 DER on one line (PEM armour tolerated)."""
         if value is None or not value.strip():
             return _rejected(CLIENTCERT_MISSING(f"no {self.label} was presented"))
-        return self.check_text(value, self._header_der, at=at)
+        try:
+            return self.check_text(value, self._header_der, at=at)
+        except DipEdgeError as err:
+            if err.is_(CLIENTCERT_MALFORMED):  # the header itself: a verdict, not a fault
+                return _rejected(err.finding)
+            raise
 
-    def _header_der(self, value: str) -> bytes | PolicyVerdict:
+    def _header_der(self, value: str) -> bytes:
+        """The DER in a header value; ``DipEdgeError(clientcert.malformed)`` if none."""
         raw = value.encode("ascii", "replace")
         if len(raw) > MAX_CERTIFICATE_BYTES * 2:
-            return _rejected(CLIENTCERT_MALFORMED(f"the {self.label} header is too large"))
+            raise DipEdgeError(CLIENTCERT_MALFORMED(f"the {self.label} header is too large"))
         if b"-----" in raw:
             raw = _PEM_ARMOUR.sub(b"", raw)
         text = b"".join(raw.split())  # far cheaper than a regex on the hot path
         try:
             return base64.b64decode(text, validate=True)
         except (binascii.Error, ValueError):
-            return _rejected(CLIENTCERT_MALFORMED(f"the {self.label} header is not base64"))
+            raise DipEdgeError(CLIENTCERT_MALFORMED(
+                f"the {self.label} header is not base64")) from None
 
-    def check_text(self, value: str, decode: Callable[[str], bytes | PolicyVerdict], *,
+    def check_text(self, value: str, decode: Callable[[str], bytes], *,
                    at: dt.datetime | None = None) -> PolicyVerdict:
         """Check a certificate carried as text (a header value).
 
-        ``decode(value)`` gives the DER, or a rejection verdict, or raises (nothing is
-        cached then). Verdicts are cached by the exact text as well as by the DER, so the
-        same header again costs a dictionary lookup. ``at`` bypasses both caches.
+        ``decode(value)`` gives the DER, or raises (nothing is cached then). Verdicts are
+        cached by the exact text as well as by the DER, so the same header again costs a
+        dictionary lookup. ``at`` bypasses both caches.
         """
         wall = time.time()
         if at is None:
@@ -222,8 +229,6 @@ class CertificatePolicy:
             if entry is not None:
                 return entry[1]
         der = decode(value)
-        if isinstance(der, PolicyVerdict):
-            return der
         verdict, deadline = self._check(der, at, wall)
         if deadline is not None:
             self._by_text.put(value, deadline, verdict)

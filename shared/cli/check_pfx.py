@@ -166,7 +166,9 @@ def _policy(args: argparse.Namespace, settings):
 
 
 def _needs_password(report) -> bool:
-    return any(f.code == "pfx.wrong_password" for f in report.errors)
+    from shared.problems import PFX_WRONG_PASSWORD
+
+    return any(f.is_(PFX_WRONG_PASSWORD) for f in report.errors)
 
 
 def _why_not_online(args: argparse.Namespace, inputs: _Inputs, report) -> str | None:

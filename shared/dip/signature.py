@@ -207,8 +207,7 @@ class SignatureVerifier:
             raise DipEdgeError(SIGNATURE_MALFORMED(
                 f"{SIGNATURE_HEADER} is {len(signature)} bytes, not an RSA signature"))
         signer = self.policy.check_text(cert_value, _certificate_der)
-        if not signer.accepted and signer.errors[0].type in (CLIENTCERT_MALFORMED,
-                                                             CLIENTCERT_MISSING):
+        if not signer.accepted and signer.errors[0].is_(CLIENTCERT_MALFORMED, CLIENTCERT_MISSING):
             raise DipEdgeError(SIGNATURE_MALFORMED(
                 f"{CERTIFICATE_HEADER}: {signer.errors[0].detail}"))
 

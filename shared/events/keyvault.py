@@ -21,6 +21,7 @@ from shared.events.schema import Event, KeyVaultObject, key_vault_object
 from shared.events.validation import Validation, report_document, validate_pfx
 from shared.problems import PFX_NOT_PKCS12, SECRET_NOT_FOUND, DipEdgeError, Finding
 from shared.settings import Settings
+from shared.vault.base import StoredSecret
 
 PREFIX = "Microsoft.KeyVault."
 NEW_VERSION = {PREFIX + "SecretNewVersionCreated", PREFIX + "CertificateNewVersionCreated"}
@@ -83,7 +84,7 @@ def _new_version(event: Event, obj: KeyVaultObject, ctx: EventContext) -> Handle
     try:
         secret = ctx.store.get_secret(settings.secret_name_pfx, obj.version)
     except DipEdgeError as err:
-        if err.finding.type is not SECRET_NOT_FOUND:
+        if not err.is_(SECRET_NOT_FOUND):
             raise  # secrets.unavailable: the queue retries
         document = report_document("secret", event=event, message_id=ctx.message_id,
                                    subject=subject, errors=(err.finding,))
@@ -96,11 +97,12 @@ def _new_version(event: Event, obj: KeyVaultObject, ctx: EventContext) -> Handle
     subject = {**subject, "version": version, "contentType": secret.content_type,
                "createdOn": secret.created_on.isoformat() if secret.created_on else None,
                "expiresOn": secret.expires_on.isoformat() if secret.expires_on else None}
-    data = _pfx_bytes(secret)
     validation: Validation | None = None
     errors: tuple[Finding, ...] = ()
-    if isinstance(data, Finding):
-        errors = (data,)
+    try:
+        data = _pfx_bytes(secret)
+    except DipEdgeError as err:  # pfx.not_pkcs12: the verdict on this version
+        errors = (err.finding,)
     else:
         validation = validate_pfx(data, None, settings, ctx.store)
         errors = validation.errors
@@ -116,17 +118,22 @@ def _new_version(event: Event, obj: KeyVaultObject, ctx: EventContext) -> Handle
     return _record(ctx, name, document, f"PFX secret {obj.name!r} version {version}")
 
 
-def _pfx_bytes(secret) -> bytes | Finding:
-    """The PFX in a secret value: base64 of PKCS#12, as Key Vault stores certificates."""
+def _pfx_bytes(secret: StoredSecret) -> bytes:
+    """The PFX in a secret value: base64 of PKCS#12, as Key Vault stores certificates.
+
+    Raises ``DipEdgeError(pfx.not_pkcs12)`` when the value cannot be one.
+    """
     content_type = (secret.content_type or "").split(";")[0].strip().lower()
     if content_type and content_type != PKCS12_CONTENT_TYPE:
-        return PFX_NOT_PKCS12(f"the secret version has content type {content_type!r}; the "
-                              f"PFX must be stored as {PKCS12_CONTENT_TYPE} (base64)")
+        raise DipEdgeError(PFX_NOT_PKCS12(
+            f"the secret version has content type {content_type!r}; the PFX must be stored "
+            f"as {PKCS12_CONTENT_TYPE} (base64)"))
     try:
         return base64.b64decode("".join(secret.value.split()), validate=True)
     except (binascii.Error, ValueError):
-        return PFX_NOT_PKCS12("the secret's value is not base64; Key Vault keeps a PFX as "
-                              "the base64 of its bytes")
+        raise DipEdgeError(PFX_NOT_PKCS12(
+            "the secret's value is not base64; Key Vault keeps a PFX as the base64 of its "
+            "bytes")) from None
 
 
 def _duplicate(ctx: EventContext, name: str) -> Handled:

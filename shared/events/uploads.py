@@ -109,7 +109,7 @@ def _password(ctx: EventContext, ref: BlobRef) -> bytes | None:
     try:
         return ctx.store.get_secret(password_secret_name(ref.name)).value.encode()
     except DipEdgeError as err:
-        if err.finding.type is SECRET_NOT_FOUND:
+        if err.is_(SECRET_NOT_FOUND):
             return None  # a password-less PFX, or the checker says a password is needed
         raise
 

@@ -62,7 +62,7 @@ def stored_api_credentials(store, settings: Settings) -> ApiCredentials | None:
     try:
         stored = load_credentials(store, settings)
     except DipEdgeError as err:
-        if err.finding.type is SECRET_NOT_FOUND:
+        if err.is_(SECRET_NOT_FOUND):
             return None
         raise
     return ApiCredentials(stored.api_key, stored.api_secret)

@@ -27,10 +27,13 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from shared.problems import DipEdgeError
+from shared.problems import SECRET_NOT_FOUND, DipEdgeError
 from shared.settings import Settings
+
+if TYPE_CHECKING:
+    from cryptography import x509
 
 logger = logging.getLogger("dip_edge.monitor")
 
@@ -148,7 +151,7 @@ def _stored_credentials(settings: Settings, limits: Thresholds,
     try:
         stored = load_credentials(_store(settings), settings)
     except DipEdgeError as err:
-        level = WARNING if err.code == "secrets.not_found" else ERROR
+        level = WARNING if err.is_(SECRET_NOT_FOUND) else ERROR
         detail = ("no GlobalSign credentials are stored" if level == WARNING
                   else f"{err.code}: {err.finding.detail}")
         lines.append(CredentialStatus(label, level, detail))
@@ -231,15 +234,20 @@ def _secret_certificate(settings: Settings, name: str, label: str,
         secret = _store(settings).get_secret(name)
     except DipEdgeError as err:
         return [CredentialStatus(credential, ERROR, f"{err.code}: {err.finding.detail}")]
-    certs = _certificates(secret.value, secret.content_type)
-    if isinstance(certs, str):
-        return [CredentialStatus(credential, ERROR, certs)]
+    try:
+        certs = _certificates(secret.value, secret.content_type)
+    except UnreadableSecret as why:
+        return [CredentialStatus(credential, ERROR, str(why))]
     return [limits.grade(credential, certs[0])] + [
         limits.grade(f"issuer in {name}", cert) for cert in certs[1:]]
 
 
-def _certificates(value: str, content_type: str | None) -> list | str:
-    """[leaf, *chain] from a secret value, or why they cannot be read."""
+class UnreadableSecret(ValueError):
+    """A watched secret holds no certificate dip-edge can read; the text says why."""
+
+
+def _certificates(value: str, content_type: str | None) -> list[x509.Certificate]:
+    """[leaf, *chain] from a secret value; ``UnreadableSecret`` says why they cannot be."""
     from cryptography import x509
     from cryptography.hazmat.primitives.serialization import pkcs12
 
@@ -247,15 +255,16 @@ def _certificates(value: str, content_type: str | None) -> list | str:
         try:
             return x509.load_pem_x509_certificates(value.encode())
         except ValueError:
-            return "the secret holds PEM that is not a readable certificate"
+            raise UnreadableSecret("the secret holds PEM that is not a readable certificate") \
+                from None
     try:
         data = base64.b64decode("".join(value.split()), validate=True)
         loaded = pkcs12.load_pkcs12(data, None)
     except (binascii.Error, ValueError):
-        return (f"the secret ({content_type or 'no content type'}) is neither PEM "
-                "certificates nor a password-less base64 PKCS#12")
+        raise UnreadableSecret(f"the secret ({content_type or 'no content type'}) is neither "
+                               "PEM certificates nor a password-less base64 PKCS#12") from None
     if loaded.cert is None:
-        return "the PKCS#12 in the secret holds no certificate"
+        raise UnreadableSecret("the PKCS#12 in the secret holds no certificate")
     return [loaded.cert.certificate] + [c.certificate for c in loaded.additional_certs]
 
 

@@ -142,7 +142,7 @@ def load_metadata(store: SecretStore, settings: Settings) -> CredentialMetadata 
     try:
         manifest = store.get_secret(settings.secret_name_credential_set)
     except DipEdgeError as err:
-        if err.finding.type is SECRET_NOT_FOUND:
+        if err.is_(SECRET_NOT_FOUND):
             return None
         raise
     try:
