@@ -169,6 +169,18 @@ SECRET_STORE_UNAVAILABLE = _define(
     "secrets.unavailable", "The secret store is unavailable; retry later", 503, retryable=True
 )
 SECRET_NOT_FOUND = _define("secrets.not_found", "Nothing is stored under that name", 404)
+# Permanent secret-store answers: retrying cannot change them, an operator must act.
+SECRET_FORBIDDEN = _define(
+    "secrets.forbidden", "The app's identity may not do this in the secret store", 500
+)
+SECRET_DELETED_RECOVERABLE = _define(
+    "secrets.deleted_recoverable",
+    "The secret name is deleted but recoverable, so it cannot be written", 409,
+)
+SECRET_DISABLED = _define("secrets.disabled", "The secret version is disabled", 409)
+SECRET_TOO_LARGE = _define(
+    "secrets.too_large", "The value is larger than the secret store keeps", 413
+)
 EVENTS_STORAGE_UNAVAILABLE = _define(
     "storage.unavailable", "The event storage is unavailable; retry later", 503, retryable=True
 )

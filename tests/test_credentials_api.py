@@ -360,6 +360,34 @@ def test_key_vault_down_answers_503_for_submit_and_describe(env, fake_keyvault, 
         assert json.loads(response.get_body())["code"] == "secrets.unavailable"
 
 
+def test_key_vault_without_the_write_role_is_forbidden_not_retry_later(env, fake_keyvault,
+                                                                      accounts):
+    fake_keyvault.deny("setSecret")
+    response = post(accounts[0].json())
+    body = json.loads(response.get_body())
+    assert (response.status_code, body["code"]) == (500, "secrets.forbidden")
+    assert "Retry-After" not in response.headers
+    assert "Key Vault Secrets Officer" in body["detail"]
+    assert fake_keyvault.secrets == {}
+
+
+def test_a_pfx_too_large_for_key_vault_is_refused_before_anything_is_written(
+        env, fake_keyvault, atlas_server, accounts):
+    # A valid certificate GlobalSign accepts, whose PFX is over Key Vault's 25,600
+    # characters in base64 (about 19 KB): hundreds of DNS names.
+    names = tuple(f"host-{n:04d}.meters.acme-energy.example" for n in range(600))
+    big = Account(atlas_server, "acme-access-big", dns_names=names)
+    assert len(base64.b64encode(big.pfx)) > 25_600
+    assert post(accounts[0].json()).status_code == 201
+    before = list(fake_keyvault.requests)
+    response = post(big.json())
+    body = json.loads(response.get_body())
+    assert (response.status_code, body["code"]) == (413, "secrets.too_large")
+    assert "25,600" in body["detail"] and "Retry-After" not in response.headers
+    assert not [r for r in fake_keyvault.requests[len(before):] if r[0] == "PUT"]
+    assert json.loads(get().get_body())["credentials"]["thumbprint"] == accounts[0].thumbprint
+
+
 def test_concurrent_submissions_leave_one_whole_set(env, fake_keyvault, accounts):
     results: dict[int, int] = {}
 

@@ -456,6 +456,63 @@ def test_key_vault_outage_is_retried_and_poisoned_on_the_last_attempt(kv_env):
     assert reports(kv_env) == {}
 
 
+def test_a_missing_role_is_reported_at_once_not_retried_to_the_poison_queue(kv_env, caplog):
+    version = put_pfx("AAAA")
+    enqueue(kv_env.cs, kv_env.queue, key_vault_event(
+        "SecretNewVersionCreated", get_settings().secret_name_pfx, version,
+        vault_url=kv_env.vault.url))
+    kv_env.vault.deny("getSecret")
+    caplog.set_level(logging.INFO)
+    deliver(kv_env.cs, kv_env.queue, dequeue_count=1)  # completes: nothing to retry
+    assert poison_messages(kv_env.cs, kv_env.queue) == []
+    assert receive_one(kv_env.cs, kv_env.queue) is None
+    ((name, report),) = reports(kv_env).items()
+    assert name.startswith("failed/") and report["kind"] == "failed"
+    assert report["outcome"] == "failed"
+    (error,) = report["errors"]
+    assert error["code"] == "secrets.forbidden" and "Key Vault Secrets User" in error["detail"]
+    assert report["event"]["subject"] == get_settings().secret_name_pfx
+    assert any("failed without retry" in r.getMessage() and "secrets.forbidden" in
+               r.getMessage() for r in caplog.records)
+
+
+def test_a_disabled_pfx_version_is_a_failed_report_for_that_version(kv_env):
+    from azure.keyvault.secrets import SecretClient
+
+    from tests.support.fake_keyvault import FakeCredential
+
+    name = get_settings().secret_name_pfx
+    version = put_pfx("AAAA")
+    SecretClient(kv_env.vault.url, FakeCredential(), verify_challenge_resource=False,
+                 connection_verify=str(kv_env.vault.ca_path)).update_secret_properties(
+        name, version, enabled=False)
+    enqueue(kv_env.cs, kv_env.queue, key_vault_event(
+        "SecretNewVersionCreated", name, version, vault_url=kv_env.vault.url))
+    deliver(kv_env.cs, kv_env.queue, dequeue_count=1)
+    report = reports(kv_env)[f"keyvault/{name}/{version}.json"]
+    assert [e["code"] for e in report["errors"]] == ["secrets.disabled"]
+    assert poison_messages(kv_env.cs, kv_env.queue) == []
+
+
+def test_import_without_the_write_role_fails_at_once_and_keeps_the_upload(kv_env, atlas):
+    from shared.vault.credentials import load_metadata
+
+    kv_env.set(UPLOAD_IMPORT_TO_KEY_VAULT="true")
+    save_api_credentials(atlas.leaf)
+    before = load_metadata(store(), get_settings())
+    kv_env.vault.deny("setSecret")  # the ops app given Key Vault Secrets User only
+    upload(kv_env, "renewal.pfx", atlas.renewed.pfx())
+    deliver(kv_env.cs, kv_env.queue, dequeue_count=1)
+    assert poison_messages(kv_env.cs, kv_env.queue) == []
+    ((name, report),) = reports(kv_env).items()
+    assert name.startswith("failed/")
+    (error,) = report["errors"]
+    assert error["code"] == "secrets.forbidden"
+    assert "'Key Vault Secrets Officer'" in error["detail"]
+    assert uploaded_names(kv_env) == ["renewal.pfx"]  # kept for a replay once granted
+    assert load_metadata(store(), get_settings()) == before
+
+
 def test_key_vault_failing_mid_import_leaves_nothing_half_written(kv_env, atlas):
     from shared.vault.credentials import load_credentials, load_metadata
 

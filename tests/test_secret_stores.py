@@ -294,3 +294,153 @@ def test_open_store_defaults_to_local_under_the_state_dir(app_env, tmp_path):
     store = open_store(get_settings())
     store.set_secret("here", "v")
     assert (tmp_path / "state" / "secrets" / "here" / "latest").is_file()
+
+
+# -- Key Vault's permanent answers and throttling (reference/azure.md §8) ----------------------
+
+
+def sdk_client(fake_keyvault):
+    """A plain SecretClient, for what an operator does in the portal (delete, disable)."""
+    from azure.keyvault.secrets import SecretClient
+
+    return SecretClient(fake_keyvault.url, FakeCredential(), verify_challenge_resource=False,
+                        connection_verify=str(fake_keyvault.ca_path), retry_total=0)
+
+
+def puts(fake_keyvault) -> int:
+    return sum(1 for method, _ in fake_keyvault.requests if method == "PUT")
+
+
+@pytest.mark.parametrize(("action", "call", "role"), [
+    ("setSecret", lambda s: s.set_secret("denied", "v"), "Key Vault Secrets Officer"),
+    ("getSecret", lambda s: s.get_secret("denied"), "Key Vault Secrets User"),
+])
+def test_key_vault_rbac_refusal_is_forbidden_naming_the_role(fake_keyvault, action, call, role):
+    from tests.support.fake_keyvault import CALLER_OID
+
+    fake_keyvault.store().set_secret("denied", "v0")
+    fake_keyvault.deny(action)
+    before = len(fake_keyvault.requests)
+    with pytest.raises(DipEdgeError) as caught:
+        call(fake_keyvault.store(max_retries=3))
+    err = caught.value
+    assert err.code == "secrets.forbidden" and not err.finding.type.retryable
+    assert err.retry_after is None
+    detail = str(err)
+    assert f"'{role}'" in detail and "ForbiddenByRbac" in detail and action in detail
+    assert CALLER_OID in detail and "'denied'" in detail
+    assert "\r" not in detail and "Caller is not authorized" not in detail  # our words
+    # Not retried: one refused request (after the challenge, unless the SDK's process-wide
+    # challenge cache already holds this vault's).
+    assert len(fake_keyvault.requests) - before in (1, 2)
+
+
+def test_forbidden_write_of_a_credential_set_writes_nothing_else(fake_keyvault, identities):
+    store = fake_keyvault.store()
+    fake_keyvault.deny("setSecret")
+    with pytest.raises(DipEdgeError) as caught:
+        save(store, identities[0], 0)
+    assert caught.value.code == "secrets.forbidden"
+    assert puts(fake_keyvault) <= 2 and fake_keyvault.secrets == {}  # (challenge +) 1st write
+
+
+def test_writing_a_name_deleted_but_recoverable_says_how_to_recover(fake_keyvault):
+    store = fake_keyvault.store(max_retries=3)
+    store.set_secret("globalsign-pfx", "v1")
+    client = sdk_client(fake_keyvault)
+    client.begin_delete_secret("globalsign-pfx").result()
+    with pytest.raises(DipEdgeError) as caught:
+        store.set_secret("globalsign-pfx", "v2")
+    err = caught.value
+    assert err.code == "secrets.deleted_recoverable" and err.finding.type.status == 409
+    assert not err.finding.type.retryable and err.retry_after is None
+    detail = str(err)
+    assert "'globalsign-pfx'" in detail
+    assert "az keyvault secret recover --vault-name 127 --name globalsign-pfx" in detail
+    assert "az keyvault secret purge" in detail and "purge protection" in detail
+    # What the detail says works: recovered, the name takes new versions again.
+    client.begin_recover_deleted_secret("globalsign-pfx").result()
+    assert store.get_secret("globalsign-pfx").value == "v1"
+    assert store.set_secret("globalsign-pfx", "v2").value == "v2"
+
+
+def test_reading_a_disabled_version_is_disabled(fake_keyvault):
+    store = fake_keyvault.store()
+    first = store.set_secret("switched-off", "v1")
+    sdk_client(fake_keyvault).update_secret_properties("switched-off", first.version,
+                                                       enabled=False)
+    for version, named in ((first.version, f"--version {first.version}"),
+                           (None, "the latest version")):
+        with pytest.raises(DipEdgeError) as caught:
+            store.get_secret("switched-off", version)
+        assert caught.value.code == "secrets.disabled"
+        assert not caught.value.finding.type.retryable
+        assert "--enabled true" in str(caught.value) and named in str(caught.value)
+
+
+def test_fake_key_vault_refuses_values_over_its_limit(fake_keyvault):
+    from azure.core.exceptions import HttpResponseError
+
+    with pytest.raises(HttpResponseError) as caught:
+        sdk_client(fake_keyvault).set_secret("big", "x" * 25_601)
+    assert caught.value.status_code == 400 and caught.value.error.code == "BadParameter"
+    assert sdk_client(fake_keyvault).set_secret("big", "x" * 25_600).value == "x" * 25_600
+
+
+def test_too_large_values_are_refused_before_sending(store):
+    store.set_secret("limit", "x" * 25_600)
+    with pytest.raises(DipEdgeError) as caught:
+        store.set_secret("limit", "x" * 25_601)
+    assert caught.value.code == "secrets.too_large"
+    assert "25,601" in str(caught.value) and "25,600" in str(caught.value)
+    assert store.get_secret("limit").value == "x" * 25_600
+
+
+def test_a_set_too_large_to_keep_writes_nothing(store, identities, fake_keyvault):
+    save(store, identities[0], 0)
+    before = (puts(fake_keyvault), fake_keyvault.versions(SETTINGS.secret_name_api_key))
+    big_pfx = os.urandom(19_201)  # 25,604 characters in base64
+    with pytest.raises(DipEdgeError) as caught:
+        save_credentials(store, SETTINGS, api_key="key-1", api_secret="secret-1",
+                         pfx_passwordless=big_pfx, facts=describe(identities[1].certificate))
+    assert caught.value.code == "secrets.too_large"
+    assert "The PFX (19,201 bytes) in base64" in str(caught.value)
+    assert (puts(fake_keyvault), fake_keyvault.versions(SETTINGS.secret_name_api_key)) == before
+    assert_is_set(load_credentials(store, SETTINGS), identities, 0)
+
+
+def test_throttling_is_retried_after_the_servers_retry_after(fake_keyvault):
+    import time
+
+    store = fake_keyvault.store(max_retries=3)
+    store.set_secret("busy", "v")  # the challenge is behind us
+    fake_keyvault.throttle(1, retry_after="1")
+    started = time.monotonic()
+    assert store.get_secret("busy").value == "v"
+    assert time.monotonic() - started >= 1  # it waited as told, then succeeded
+
+
+def test_throttling_past_the_retries_is_unavailable_with_the_servers_retry_after(
+        fake_keyvault):
+    store = fake_keyvault.store(max_retries=1)
+    store.set_secret("busy", "v")
+    fake_keyvault.throttle(5, retry_after="1")
+    with pytest.raises(DipEdgeError) as caught:
+        store.get_secret("busy")
+    err = caught.value
+    assert err.code == "secrets.unavailable" and err.retry_after == 1
+    assert "429" in str(err) and "Throttled" in str(err)
+    from shared.problems import error_result
+
+    assert error_result(err).headers["Retry-After"] == "1"
+
+
+def test_a_long_retry_after_is_not_waited_for(fake_keyvault):
+    store = fake_keyvault.store(max_retries=3)
+    store.set_secret("busy", "v")
+    fake_keyvault.throttle(5, retry_after="120")
+    before = len(fake_keyvault.requests)
+    with pytest.raises(DipEdgeError) as caught:
+        store.get_secret("busy")
+    assert caught.value.code == "secrets.unavailable" and caught.value.retry_after == 120
+    assert len(fake_keyvault.requests) - before == 1  # asked once, then left to the caller

@@ -36,7 +36,8 @@ class Handled:
     """What became of one event: ``action`` and the report that records it, if any.
 
     Actions: ``validated``, ``duplicate`` (already reported), ``expiry``, ``ignored``,
-    ``rejected`` (a malformed event), ``superseded`` (the upload was replaced).
+    ``rejected`` (a malformed event), ``failed`` (a permanent secret-store answer),
+    ``superseded`` (the upload was replaced).
     """
 
     action: str

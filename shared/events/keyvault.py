@@ -19,7 +19,13 @@ from urllib.parse import urlsplit
 from shared.events.context import EventContext, Handled, logger
 from shared.events.schema import Event, KeyVaultObject, key_vault_object
 from shared.events.validation import Validation, report_document, validate_pfx
-from shared.problems import PFX_NOT_PKCS12, SECRET_NOT_FOUND, DipEdgeError, Finding
+from shared.problems import (
+    PFX_NOT_PKCS12,
+    SECRET_DISABLED,
+    SECRET_NOT_FOUND,
+    DipEdgeError,
+    Finding,
+)
 from shared.settings import Settings
 from shared.vault.base import StoredSecret
 
@@ -84,8 +90,8 @@ def _new_version(event: Event, obj: KeyVaultObject, ctx: EventContext) -> Handle
     try:
         secret = ctx.store.get_secret(settings.secret_name_pfx, obj.version)
     except DipEdgeError as err:
-        if not err.is_(SECRET_NOT_FOUND):
-            raise  # secrets.unavailable: the queue retries
+        if not err.is_(SECRET_NOT_FOUND, SECRET_DISABLED):
+            raise  # secrets.unavailable: the queue retries; secrets.forbidden: reported
         document = report_document("secret", event=event, message_id=ctx.message_id,
                                    subject=subject, errors=(err.finding,))
         return _record(ctx, name, document, f"PFX secret {obj.name!r} version {obj.version}")

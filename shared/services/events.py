@@ -14,7 +14,10 @@ Failure policy (the queue's maxDequeueCount is :data:`MAX_DEQUEUE_COUNT`, as in 
 
 - *permanent* (a malformed event, a PFX that is not PKCS#12, a secret version that is
   gone...): recorded in a failed report, logged, and the message completes — retrying
-  would not change the answer;
+  would not change the answer. So are the secret store's permanent answers
+  (:data:`PERMANENT_STORE_ERRORS`: a missing role, a name deleted but recoverable, a
+  disabled version, a value too large), recorded in ``failed/<sha256 of the message>.json``
+  with what the operator must do; the message can be replayed once that is done;
 - *transient* (secret store, storage or GlobalSign unavailable; a misconfiguration that
   can be fixed; an unexpected exception): raised, so the queue redelivers the message;
 - on the last delivery, a transient failure is written to ``<EVENTS_QUEUE>-poison`` as
@@ -33,12 +36,23 @@ import json
 from datetime import UTC, datetime
 
 from shared.events.context import EventContext, Handled, logger
-from shared.problems import INTERNAL_ERROR, DipEdgeError, Finding
+from shared.problems import (
+    INTERNAL_ERROR,
+    SECRET_DELETED_RECOVERABLE,
+    SECRET_DISABLED,
+    SECRET_FORBIDDEN,
+    SECRET_TOO_LARGE,
+    DipEdgeError,
+    Finding,
+)
 from shared.settings import Settings
 
 MAX_DEQUEUE_COUNT = 5  # host.json extensions.queues.maxDequeueCount
 POISON_SUFFIX = "-poison"
 MAX_POISON_BODY_CHARS = 40_000  # a queue message holds 64 KiB, base64 inflates by 4/3
+# Answers of the secret store that no redelivery changes: an operator must act first.
+PERMANENT_STORE_ERRORS = frozenset({SECRET_FORBIDDEN, SECRET_DELETED_RECOVERABLE,
+                                    SECRET_DISABLED, SECRET_TOO_LARGE})
 
 
 def handle_message(body: bytes, message_id: str | None, dequeue_count: int,
@@ -72,6 +86,11 @@ def handle_events(body: bytes, ctx: EventContext) -> list[Handled]:
             outcomes.append(dispatch(event, ctx))
         except EventError as err:  # a well-formed envelope with unusable data
             outcomes.append(_reject(body, ctx, err.finding, event=event.summary()))
+        except DipEdgeError as err:
+            if not err.is_(*PERMANENT_STORE_ERRORS):
+                raise
+            outcomes.append(_reject(body, ctx, err.finding, event=event.summary(),
+                                    kind="failed"))
     return outcomes
 
 
@@ -87,13 +106,14 @@ def dispatch(event, ctx: EventContext) -> Handled:
 
 
 def _reject(body: bytes, ctx: EventContext, finding: Finding, *,
-            event: dict | None = None) -> Handled:
-    """Record a message that can never be handled, keyed by its content (idempotent)."""
+            event: dict | None = None, kind: str = "invalid") -> Handled:
+    """Record a message that cannot be handled, keyed by its content (idempotent):
+    ``invalid`` (never) or ``failed`` (not until an operator acts)."""
     digest = hashlib.sha256(body).hexdigest()[:32]
-    name = f"invalid/{digest}.json"
+    name = f"{kind}/{digest}.json"
     document = {
         "schemaVersion": 1,
-        "kind": "invalid",
+        "kind": kind,
         "outcome": "failed",
         "valid": False,
         "handledAt": datetime.now(UTC).isoformat(),
@@ -103,13 +123,13 @@ def _reject(body: bytes, ctx: EventContext, finding: Finding, *,
         "errors": [finding.to_dict()],
         "warnings": [],
     }
+    verb = "rejected" if kind == "invalid" else "failed without retry"
     if ctx.reports.create(name, document):
-        logger.error("event message %s rejected (%s: %s); report %s", ctx.message_id,
+        logger.error("event message %s %s (%s: %s); report %s", ctx.message_id, verb,
                      finding.code, finding.detail, ctx.reports.location(name))
     else:
-        logger.info("rejected event message already reported: %s",
-                    ctx.reports.location(name))
-    return Handled("rejected", name)
+        logger.info("event message already reported: %s", ctx.reports.location(name))
+    return Handled("rejected" if kind == "invalid" else "failed", name)
 
 
 def _poison(body: bytes, message_id: str | None, dequeue_count: int, finding: Finding,

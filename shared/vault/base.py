@@ -7,6 +7,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
+from shared.problems import SECRET_TOO_LARGE, DipEdgeError
+
+# Key Vault keeps a secret value of at most 25,600 characters; the local store keeps the
+# same limit, so what works locally works in Azure.
+MAX_SECRET_CHARS = 25_600
+
 
 @dataclass(frozen=True)
 class StoredSecret:
@@ -39,3 +45,11 @@ class SecretStore(Protocol):
     def update_tags(self, name: str, version: str, tags: Mapping[str, str]) -> None:
         """Merge ``tags`` into the tags of one version."""
         ...
+
+
+def check_value_size(name: str, value: str, what: str | None = None) -> None:
+    """Raise ``secrets.too_large`` for a value longer than a secret may be."""
+    if len(value) > MAX_SECRET_CHARS:
+        raise DipEdgeError(SECRET_TOO_LARGE(
+            f"{what or f'The value for {name!r}'} is {len(value):,} characters; a secret "
+            f"holds at most {MAX_SECRET_CHARS:,} (Key Vault's limit)."))

@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 from shared.problems import SECRET_NOT_FOUND, SECRET_STORE_UNAVAILABLE, DipEdgeError
 from shared.settings import Settings
+from shared.vault.base import check_value_size
 
 if TYPE_CHECKING:
     from shared.certs.report import CertificateFacts
@@ -107,8 +108,9 @@ def save_credentials(store: SecretStore, settings: Settings, *, api_key: str, ap
                      validated_by: str | None = None) -> CredentialMetadata:
     """Store a validated set and make it current (see the module docstring).
 
-    Raises ``DipEdgeError(secrets.unavailable)`` if the store fails; the previous set then
-    stays current.
+    Raises ``DipEdgeError(secrets.too_large)`` before writing anything when a value is
+    longer than a secret may be, and the store's errors (``secrets.unavailable``,
+    ``secrets.forbidden``...) as they come; the previous set then stays current.
     """
     settings.require(*CREDENTIAL_SET_SETTINGS)
     set_id = uuid.uuid4().hex
@@ -116,20 +118,34 @@ def save_credentials(store: SecretStore, settings: Settings, *, api_key: str, ap
     tags = {"credentialSet": set_id, "thumbprint": facts.thumbprint_sha1,
             "subject": facts.subject[:_TAG_LIMIT], "notAfter": facts.not_after.isoformat(),
             "validatedAt": validated_at.isoformat()}
+    pfx_value = base64.b64encode(pfx_passwordless).decode()
+
+    def manifest(versions: Mapping[str, str]) -> CredentialMetadata:
+        return CredentialMetadata(
+            set_id=set_id, thumbprint=facts.thumbprint_sha1,
+            thumbprint_sha256=facts.thumbprint_sha256, subject=facts.subject,
+            not_after=facts.not_after, validated_at=validated_at, versions=versions,
+            validated_by=validated_by)
+
+    # Every value is measured before the first write: a set that cannot be kept whole
+    # must not leave some of its parts behind. (Versions are 32 hex digits in both stores.)
+    placeholder = manifest(dict.fromkeys(("apiKey", "apiSecret", "pfx"), "0" * 32))
+    check_value_size(settings.secret_name_api_key, api_key, "The API key")
+    check_value_size(settings.secret_name_api_secret, api_secret, "The API secret")
+    check_value_size(settings.secret_name_pfx, pfx_value,
+                     f"The PFX ({len(pfx_passwordless):,} bytes) in base64")
+    check_value_size(settings.secret_name_credential_set, json.dumps(placeholder.to_dict()),
+                     "The credential set's manifest")
     key = store.set_secret(settings.secret_name_api_key, api_key, content_type="text/plain",
                            tags={"credentialSet": set_id, "thumbprint": facts.thumbprint_sha1})
     secret = store.set_secret(settings.secret_name_api_secret, api_secret,
                               content_type="text/plain",
                               tags={"credentialSet": set_id,
                                     "thumbprint": facts.thumbprint_sha1})
-    pfx = store.set_secret(settings.secret_name_pfx, base64.b64encode(pfx_passwordless).decode(),
+    pfx = store.set_secret(settings.secret_name_pfx, pfx_value,
                            content_type=PFX_CONTENT_TYPE, tags=tags)
-    metadata = CredentialMetadata(
-        set_id=set_id, thumbprint=facts.thumbprint_sha1,
-        thumbprint_sha256=facts.thumbprint_sha256, subject=facts.subject,
-        not_after=facts.not_after, validated_at=validated_at,
-        versions={"apiKey": key.version, "apiSecret": secret.version, "pfx": pfx.version},
-        validated_by=validated_by)
+    metadata = manifest({"apiKey": key.version, "apiSecret": secret.version,
+                         "pfx": pfx.version})
     # The commit point: until this write succeeds, readers keep following the old manifest.
     store.set_secret(settings.secret_name_credential_set, json.dumps(metadata.to_dict()),
                      content_type=MANIFEST_CONTENT_TYPE, tags=tags)

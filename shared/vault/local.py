@@ -30,7 +30,7 @@ from shared.problems import (
     SECRET_STORE_UNAVAILABLE,
     DipEdgeError,
 )
-from shared.vault.base import StoredSecret
+from shared.vault.base import StoredSecret, check_value_size
 
 _NAME = re.compile(r"^[A-Za-z0-9-]{1,127}$")
 _VERSION = re.compile(r"^[0-9a-f]{32}$")
@@ -67,6 +67,7 @@ class LocalSecretStore:
     def set_secret(self, name: str, value: str, *, content_type: str | None = None,
                    tags: Mapping[str, str] | None = None) -> StoredSecret:
         folder = self._folder(name)
+        check_value_size(name, value)
         version = uuid.uuid4().hex
         created = datetime.now(UTC)
         document = {"value": value, "contentType": content_type, "tags": dict(tags or {}),

@@ -9,6 +9,14 @@ endpoint (``/msi/token``) so the production ``DefaultAzureCredential`` works aga
         env = vault.env()                     # settings + IDENTITY_ENDPOINT/HEADER + CA bundle
         vault.down = True                     # every request answers 503
         vault.fail_writes_after(2)            # the third and later PUTs answer 503
+        vault.deny("setSecret")               # 403 ForbiddenByRbac for that data action
+        vault.throttle(2, retry_after="1")    # the next two requests answer 429 Throttled
+
+Key Vault's permanent answers come from its state, with the bodies real vaults send
+(``reference/azure.md`` §8): a PUT to a name deleted but recoverable is 409
+``ObjectIsDeletedButRecoverable``; a GET of a disabled version is 403 ``SecretDisabled``;
+a value over 25,600 characters is 400 ``BadParameter``. Responses leave out ``tags`` when
+none are set, as the service does.
 
 ``secrets`` holds name → list of bundles (oldest first); ``requests`` records
 ``(method, path)`` of what the clients sent.
@@ -31,6 +39,8 @@ from tests.support.serving import BackgroundServer, FakeHandler, TlsServer
 TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
 RESOURCE = "https://vault.azure.net"
 IDENTITY_HEADER = "test-identity-header"
+CALLER_OID = "3f2b9c1e-5d4a-4e8b-9a61-0c7d2e8f4b15"  # the object id a 403 names
+MAX_VALUE_CHARS = 25_600
 
 
 class FakeCredential:
@@ -69,10 +79,14 @@ class FakeKeyVault(BackgroundServer):
         with self._lock:
             self.secrets: dict[str, list[dict]] = {}
             self.deleted: dict[str, dict] = {}
+            self._recoverable: dict[str, list[dict]] = {}  # a deleted name's versions
             self.requests: list[tuple[str, str]] = []
             self.tokens_seen: set[str] = set()
             self.down = False
             self._writes_left: int | None = None
+            self.denied: set[str] = set()
+            self._throttled = 0
+            self._throttle_retry_after: str | None = None
 
     @property
     def url(self) -> str:
@@ -83,6 +97,17 @@ class FakeKeyVault(BackgroundServer):
         """Let ``successful`` more PUTs through, then answer every PUT with 503 (None: heal)."""
         with self._lock:
             self._writes_left = successful
+
+    def deny(self, *data_actions: str) -> None:
+        """Answer requests needing these data actions (``getSecret``, ``setSecret``,
+        ``update``, ``readMetadata``, ``delete``) as RBAC does without a role that grants them."""
+        with self._lock:
+            self.denied |= set(data_actions)
+
+    def throttle(self, count: int, *, retry_after: str | None = "1") -> None:
+        """Answer the next ``count`` vault requests 429 Throttled (with that Retry-After)."""
+        with self._lock:
+            self._throttled, self._throttle_retry_after = count, retry_after
 
     def store(self, *, max_retries: int = 0, credential=None):
         """A ``KeyVaultSecretStore`` (the real SecretClient) pointed at this fake."""
@@ -128,11 +153,42 @@ class FakeKeyVault(BackgroundServer):
                 "code": "Unauthorized",
                 "message": "AKV10000: Request is missing a Bearer or PoP token."}},
                 {"WWW-Authenticate": challenge})
+        segments = [p for p in parts.path.split("/") if p]
         with self._lock:
             self.tokens_seen.add(token)
-            status, document = self._route(method, [p for p in parts.path.split("/") if p],
-                                           body)
+            if self._throttled > 0:
+                self._throttled -= 1
+                headers = ({"Retry-After": self._throttle_retry_after}
+                           if self._throttle_retry_after is not None else {})
+                return handler.send(429, {"error": {
+                    "code": "Throttled",
+                    "message": "Request was not processed because too many requests were "
+                               "received. Reason: VaultRequestTypeLimitReached"}}, headers)
+            action = _data_action(method, segments)
+            if action in self.denied:
+                return handler.send(403, self._forbidden_by_rbac(action, segments))
+            status, document = self._route(method, segments, body)
         handler.send(status, document)
+
+    def _forbidden_by_rbac(self, action: str, segments: list[str]) -> dict:
+        """The body Key Vault sends when no role assignment grants the data action."""
+        verb = "action" if action in {"getSecret", "setSecret", "update", "readMetadata"} \
+            else ""
+        resource = ("/subscriptions/00000000-0000-0000-0000-000000000000/resourcegroups/"
+                    "rg-dip-edge/providers/microsoft.keyvault/vaults/kv-dip-edge/"
+                    + "/".join(segments))
+        message = (
+            "Caller is not authorized to perform action on resource.\r\nIf role assignments, "
+            "deny assignments or role definitions were changed recently, please observe "
+            "propagation time.\r\n"
+            f"Caller: appid=8d1f4a2c-0b6e-4c7a-9f3d-2e5b7a9c1d04;oid={CALLER_OID};"
+            f"iss=https://sts.windows.net/{TENANT}/\r\n"
+            f"Action: 'Microsoft.KeyVault/vaults/secrets/{action}{'/' + verb if verb else ''}'"
+            f"\r\nResource: '{resource.lower()}'\r\nAssignment: (not found)\r\n"
+            "DenyAssignmentId: null\r\nDecisionReason: null \r\n"
+            "Vault: kv-dip-edge;location=uksouth\r\n")
+        return {"error": {"code": "Forbidden", "message": message,
+                          "innererror": {"code": "ForbiddenByRbac"}}}
 
     def _msi(self, handler: _Handler, query: dict[str, list[str]]) -> None:
         if handler.headers.get("X-IDENTITY-HEADER") != IDENTITY_HEADER:
@@ -150,6 +206,18 @@ class FakeKeyVault(BackgroundServer):
         if len(segments) >= 2 and segments[0] == "secrets":
             name, rest = segments[1], segments[2:]
             if method == "PUT" and not rest:
+                if name in self.deleted:
+                    return 409, {"error": {
+                        "code": "Conflict",
+                        "message": f"Secret {name} is currently in a deleted but recoverable "
+                                   "state, and its name cannot be reused; in this state, the "
+                                   "secret can only be recovered or purged.",
+                        "innererror": {"code": "ObjectIsDeletedButRecoverable"}}}
+                if len(json.loads(body or b"{}").get("value") or "") > MAX_VALUE_CHARS:
+                    return 400, {"error": {
+                        "code": "BadParameter",
+                        "message": "Secret is beyond the maximum permitted length of "
+                                   f"{MAX_VALUE_CHARS} characters"}}
                 if self._writes_left is not None:
                     if self._writes_left <= 0:
                         return 503, {"error": {"code": "ServiceUnavailable",
@@ -161,7 +229,7 @@ class FakeKeyVault(BackgroundServer):
                 return 404, _not_found(f"A secret with (name/id) {name} was not found in "
                                        "this key vault.")
             if method == "GET" and not rest:
-                return 200, versions[-1]
+                return _readable(versions[-1])
             if method == "GET" and rest == ["versions"]:
                 return 200, {"value": [_item(b) for b in versions], "nextLink": None}
             if len(rest) == 1 and method in {"GET", "PATCH"}:
@@ -174,19 +242,31 @@ class FakeKeyVault(BackgroundServer):
                         bundle["tags"] = update["tags"]
                     if update.get("contentType") is not None:
                         bundle["contentType"] = update["contentType"]
+                    bundle["attributes"].update({k: v for k, v in
+                                                 (update.get("attributes") or {}).items()
+                                                 if v is not None})
                     bundle["attributes"]["updated"] = now
-                return 200, bundle
+                    return 200, _item(bundle)  # the service answers without the value
+                return _readable(bundle)
             if method == "DELETE" and not rest:
                 deleted = {**versions[-1], "recoveryId": f"{self.url}/deletedsecrets/{name}",
                            "deletedDate": now, "scheduledPurgeDate": now + 90 * 86400}
                 self.deleted[name] = deleted
-                del self.secrets[name]
+                self._recoverable[name] = self.secrets.pop(name)
                 return 200, deleted
+        if segments[:1] == ["deletedsecrets"] and segments[2:] == ["recover"] \
+                and method == "POST" and segments[1] in self.deleted:
+            recovered = self.deleted.pop(segments[1])
+            bundle = {k: v for k, v in recovered.items()
+                      if k not in {"recoveryId", "deletedDate", "scheduledPurgeDate"}}
+            self.secrets[segments[1]] = self._recoverable.pop(segments[1], [bundle])
+            return 200, _item(bundle)
         if len(segments) == 2 and segments[0] == "deletedsecrets":
             if segments[1] not in self.deleted:
                 return 404, _not_found("deleted secret not found")
             if method == "DELETE":
                 del self.deleted[segments[1]]
+                self._recoverable.pop(segments[1], None)
                 return 204, None
             return 200, self.deleted[segments[1]]
         return 404, {"error": {"code": "NotFound", "message": f"{method} /{'/'.join(segments)}"}}
@@ -198,11 +278,37 @@ class FakeKeyVault(BackgroundServer):
                            if v is not None})
         bundle = {"value": request.get("value", ""),
                   "id": f"{self.url}/secrets/{name}/{uuid.uuid4().hex}",
-                  "attributes": attributes, "tags": request.get("tags") or {}}
+                  "attributes": attributes}
+        if request.get("tags"):
+            bundle["tags"] = request["tags"]
         if request.get("contentType") is not None:
             bundle["contentType"] = request["contentType"]
         self.secrets.setdefault(name, []).append(bundle)
         return 200, bundle
+
+
+def _readable(bundle: dict) -> tuple[int, dict]:
+    if bundle["attributes"].get("enabled") is False:
+        return 403, {"error": {"code": "Forbidden",
+                               "message": "Operation get is not allowed on a disabled secret.",
+                               "innererror": {"code": "SecretDisabled"}}}
+    return 200, bundle
+
+
+def _data_action(method: str, segments: list[str]) -> str:
+    """The RBAC data action a request needs (Microsoft.KeyVault/vaults/secrets/...)."""
+    if segments[:1] == ["deletedsecrets"]:
+        return "purge" if method == "DELETE" else "recover" if method == "POST" \
+            else "readMetadata"
+    if method == "PUT":
+        return "setSecret"
+    if method == "PATCH":
+        return "update"
+    if method == "DELETE":
+        return "delete"
+    if len(segments) <= 1 or segments[2:] == ["versions"]:
+        return "readMetadata"
+    return "getSecret"
 
 
 def _item(bundle: dict) -> dict:
