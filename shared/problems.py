@@ -52,10 +52,12 @@ class DipEdgeError(Exception):
     ``str(err)`` is the finding's detail, which is safe to log and show.
     """
 
-    def __init__(self, finding: Finding, *, retry_after: int | None = None) -> None:
+    def __init__(self, finding: Finding, *, retry_after: int | None = None,
+                 status: int | None = None) -> None:
         super().__init__(finding.detail)
         self.finding = finding
         self.retry_after = retry_after
+        self.status = status  # overrides the catalogue's status (a 503 config.invalid)
 
     @property
     def code(self) -> str:
@@ -134,9 +136,10 @@ CLIENTCERT_EXPIRED = _define(
 CLIENTCERT_IDENTITY_MISMATCH = _define(
     "clientcert.identity_mismatch", "The client certificate is not an accepted identity", 403
 )
-# A warning: the policy accepts any certificate that chains (no identity rules set).
+# A warning: identity rules are switched off (DIP_CLIENT_IDENTITIES=any, test environments
+# only), so the policy accepts any certificate that chains.
 CLIENTCERT_NO_IDENTITY_RULES = _define(
-    "clientcert.no_identity_rules", "No identity rules are configured", 200
+    "clientcert.no_identity_rules", "Identity rules are switched off", 200
 )
 
 # The DIP message signature.
@@ -243,4 +246,4 @@ def problem_result(
 
 
 def error_result(err: DipEdgeError) -> HttpResult:
-    return problem_result(err.finding, retry_after=err.retry_after)
+    return problem_result(err.finding, status=err.status, retry_after=err.retry_after)

@@ -140,6 +140,13 @@ def _json_or_path(value: str) -> str | None:
     return value
 
 
+def _identities(value: str) -> str | None:
+    """Identity rules (inline JSON or a file), or ``any``: the explicit, logged opt-out."""
+    if value.strip().lower() == "any":
+        return "any"
+    return _json_or_path(value)
+
+
 def _host_list(value: str) -> tuple[str, ...]:
     return tuple(h.strip().lower() for h in value.split(",") if h.strip())
 
@@ -301,9 +308,11 @@ class Settings:
     dip_client_intermediates = Setting(
         "", _pem_or_path, "Extra intermediate certificates for chain building.")
     dip_client_identities = Setting(
-        "", _json_or_path,
+        "", _identities,
         "JSON list of identity rules the client certificate must match (one rule "
-        "entirely); none: any certificate that chains.")
+        "entirely; `dip-edge identity-rule CERT` prints one). Required: without it every "
+        "delivery is refused (503 config.invalid). `any` accepts any certificate that "
+        "chains (test environments only; logged as a warning).")
     dip_client_eku = Setting(
         "client", _choice("client", "server", "any"),
         "Extended key usage the client certificate needs: `client`, `server` or `any`.",
@@ -317,7 +326,9 @@ class Settings:
     dip_signer_intermediates = Setting(
         "", _pem_or_path, "Intermediates for the signer's chain; default the client's.")
     dip_signer_identities = Setting(
-        "", _json_or_path, "Identity rules for the signer's certificate; default the client's.")
+        "", _identities,
+        "Identity rules for the signer's certificate (or `any`); default the client's "
+        "(a signer must then pass the client's rules).")
     dip_signature_max_skew_seconds = Setting(
         "300", _int(1, 86400),
         "Accepted distance of X-DIP-Signature-Date from now, in seconds.", "300")

@@ -20,7 +20,7 @@ from shared.certs import policy as policy_module
 from shared.certs.aia import AiaFetcher
 from shared.certs.devpki import CLIENT_AUTH, issue
 from shared.certs.identity import IdentityRules
-from shared.certs.policy import CertificatePolicy
+from shared.certs.policy import CertificatePolicy, TrustSources, missing_identities
 from shared.certs.roots import globalsign_roots
 from shared.problems import DipEdgeError
 from shared.settings import load_settings
@@ -157,10 +157,43 @@ def test_from_settings_with_dip_pki_accepts_and_pins(dip_pki):
 
 def test_default_anchors_are_the_bundled_globalsign_roots(caplog):
     with caplog.at_level(logging.WARNING):
-        policy = CertificatePolicy.for_client(load_settings({"DIP_CLIENT_EKU": "any"}))
+        policy = CertificatePolicy.for_client(load_settings({"DIP_CLIENT_EKU": "any",
+                                                             "DIP_CLIENT_IDENTITIES": "ANY"}))
     assert policy.anchors == globalsign_roots() and policy.pinned == ()
+    assert policy.identities is None
     assert [w.code for w in policy.warnings] == ["clientcert.no_identity_rules"]
-    assert "any certificate that chains" in caplog.text
+    assert "DIP_CLIENT_IDENTITIES=any" in caplog.text
+    assert "any client certificate that chains" in caplog.text
+
+
+@pytest.mark.parametrize(("env", "named"), [
+    ({}, ["DIP_CLIENT_IDENTITIES", "DIP_SIGNER_IDENTITIES"]),
+    ({"DIP_SIGNATURE_MODE": "optional"}, ["DIP_CLIENT_IDENTITIES"]),
+    ({"DIP_SIGNER_IDENTITIES": '[{"common_name": "x"}]'}, ["DIP_CLIENT_IDENTITIES"]),
+])
+def test_no_identity_rules_fail_closed_with_503_naming_the_settings(env, named):
+    settings = load_settings(env)
+    assert missing_identities(settings) == named
+    for role in ("client", "signer"):
+        if "DIP_SIGNER_IDENTITIES" in env and role == "signer":
+            continue  # the signer has rules of its own
+        with pytest.raises(DipEdgeError) as caught:
+            getattr(CertificatePolicy, f"for_{role}")(settings)
+        err = caught.value
+        assert (err.code, err.status, err.retry_after) == ("config.invalid", 503, 300)
+        assert all(name in str(err) for name in named)
+    # Inspecting (health, check-cert, the monitor) still shows the anchors in force.
+    inspected = TrustSources.from_settings(settings, "client").build(inspect=True)
+    assert inspected.anchors == globalsign_roots() and inspected.warnings == ()
+
+
+def test_signer_inherits_the_clients_any_loudly(dip_pki, caplog):
+    env = dip_pki.env(DIP_CLIENT_IDENTITIES="any")
+    del env["DIP_SIGNER_IDENTITIES"]
+    with caplog.at_level(logging.WARNING):
+        signer = CertificatePolicy.for_signer(load_settings(env))
+    assert signer.check(dip_pki.stranger.certificate).accepted
+    assert "(inherited: DIP_SIGNER_IDENTITIES is not set)" in signer.warnings[0].detail
 
 
 def test_signer_policy_falls_back_to_client_settings_one_by_one(dip_pki):
@@ -380,7 +413,7 @@ def test_aia_tries_only_the_first_few_urls_of_a_certificate(dip_pki, aia_server)
 
 
 def test_aia_from_settings(dip_pki, aia_server):
-    settings = load_settings(dip_pki.env(DIP_CLIENT_INTERMEDIATES="", DIP_CLIENT_IDENTITIES="",
+    settings = load_settings(dip_pki.env(DIP_CLIENT_INTERMEDIATES="", DIP_CLIENT_IDENTITIES="any",
                                          AIA_FETCH="true", AIA_ALLOWED_HOSTS="127.0.0.1"))
     policy = CertificatePolicy.for_client(settings)
     assert policy.check(_leaf_with_aia(dip_pki, aia_server.url("/ca.crt"))).accepted

@@ -57,14 +57,15 @@ def test_accepted_pem_and_der(capsys, files):
     for cert in ("client.pem", "client.der"):
         code, doc = _run(capsys, files[cert], *_trust(files))
         assert code == 0 and doc["accepted"] is True and doc["errors"] == []
-        assert set(doc) == {"accepted", "errors", "warnings", "certificate"}
+        assert set(doc) == {"accepted", "errors", "warnings", "certificate", "trust"}
         assert doc["certificate"]["commonName"] == "dip-webhook-client.elexon.example"
 
 
 def test_chain_after_the_leaf_in_the_cert_file_is_used(capsys, files):
-    code, doc = _run(capsys, files["bundle.pem"], "--anchors", files["anchors.pem"])
+    ids = ["--identities", files["ids.json"]]
+    code, doc = _run(capsys, files["bundle.pem"], "--anchors", files["anchors.pem"], *ids)
     assert code == 0, doc["errors"]
-    code, doc = _run(capsys, files["client.pem"], "--anchors", files["anchors.pem"])
+    code, doc = _run(capsys, files["client.pem"], "--anchors", files["anchors.pem"], *ids)
     assert code == 1 and doc["errors"][0]["code"] == "clientcert.untrusted"
 
 
@@ -109,11 +110,45 @@ def test_options_override_the_settings(capsys, files, dip_pki, monkeypatch):
     assert code == 0
 
 
-def test_no_identity_rules_is_a_warning(capsys, files):
+def test_no_identity_rules_is_a_rejection_naming_the_setting(capsys, files):
+    # The chain is fine, but the webhook refuses everyone until identities are set.
     code, doc = _run(capsys, files["client.pem"], "--anchors", files["anchors.pem"],
                      "--chain", files["chain.pem"])
-    assert code == 0
+    assert code == 1 and doc["accepted"] is False
+    assert [e["code"] for e in doc["errors"]] == ["config.invalid"]
+    assert "DIP_CLIENT_IDENTITIES" in doc["errors"][0]["detail"]
+    assert doc["trust"]["identities"]["mode"] == "missing"
+    code, doc = _run(capsys, files["stranger.pem"], "--anchors", files["anchors.pem"],
+                     "--chain", files["chain.pem"])  # and a chain failure still shows first
+    assert code == 1
+
+
+def test_identities_any_is_accepted_with_the_warning(capsys, files):
+    code, doc = _run(capsys, files["client.pem"], "--anchors", files["anchors.pem"],
+                     "--chain", files["chain.pem"], "--identities", "any")
+    assert code == 0, doc["errors"]
     assert [w["code"] for w in doc["warnings"]] == ["clientcert.no_identity_rules"]
+    assert doc["trust"]["identities"] == {"mode": "any", "setting": "--identities"}
+
+
+def test_anchors_in_force_are_named(capsys, files, dip_pki):
+    from cryptography.hazmat.primitives import hashes
+
+    from shared.certs.roots import globalsign_roots
+
+    code, doc = _run(capsys, files["client.pem"], *_trust(files))
+    assert doc["trust"]["anchors"] == {"source": "--anchors", "certificates": [{
+        "subject": dip_pki.root.certificate.subject.rfc4514_string(),
+        "sha256": dip_pki.root.certificate.fingerprint(hashes.SHA256()).hex().upper()}]}
+    code, doc = _run(capsys, files["client.pem"], "--identities", files["ids.json"])
+    assert code == 1  # our test PKI does not chain to the real GlobalSign roots
+    anchors = doc["trust"]["anchors"]
+    assert anchors["source"] == "bundled GlobalSign roots"
+    assert len(anchors["certificates"]) == len(globalsign_roots())
+    assert all("GlobalSign" in a["subject"] for a in anchors["certificates"])
+    code = main(["check-cert", str(files["client.pem"]), *map(str, _trust(files))])
+    out = capsys.readouterr().out
+    assert "trust anchors (--anchors):" in out and "sha-256" in out
 
 
 @pytest.mark.parametrize("argv", [

@@ -14,6 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from shared.certs.identity import rule_for
 from shared.dip.signature import sign_request
 from shared.problems import CATALOGUE
 from tests.support import strategies as hs
@@ -46,6 +47,8 @@ def webhook_env(app_env, tmp_path):
     anchors.write_bytes(pki.root.cert_pem())
     intermediates.write_bytes(pki.intermediate.cert_pem())  # App Service forwards only the leaf
     app_env(DIP_CLIENT_TRUST_ANCHORS=str(anchors), DIP_CLIENT_INTERMEDIATES=str(intermediates),
+            DIP_CLIENT_IDENTITIES=json.dumps([rule_for(pki.client.certificate)]),
+            DIP_SIGNER_IDENTITIES=json.dumps([rule_for(pki.signer.certificate)]),
             DIP_SIGNATURE_MODE="required")
     return pki
 

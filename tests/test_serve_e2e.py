@@ -402,3 +402,109 @@ def test_inbox_show_prints_a_message_holding_an_unpaired_surrogate(tmp_path):
     assert document["message"]["payload"]["CustomBlock"]["note"] == "a\udc00b é"
     unknown = cli("inbox", "--state-dir", str(tmp_path), "show", "../../etc/passwd\u202e")
     assert unknown.returncode == 1 and "Traceback" not in unknown.stderr
+
+
+# --- identity rules: fail closed, the dev defaults, rules from `identity-rule` -------------------
+NO_TRUST_CONFIG = {name: "" for name in (
+    "DIP_CLIENT_TRUST_ANCHORS", "DIP_CLIENT_INTERMEDIATES", "DIP_CLIENT_IDENTITIES",
+    "DIP_SIGNER_TRUST_ANCHORS", "DIP_SIGNER_INTERMEDIATES", "DIP_SIGNER_IDENTITIES",
+    "DIP_SIGNATURE_MODE", "AIA_FETCH")}
+
+
+def without_identities(dip_pki, **overrides: str) -> dict[str, str]:
+    return dip_pki.env(**{"DIP_CLIENT_IDENTITIES": "", "DIP_SIGNER_IDENTITIES": "",
+                          **overrides})
+
+
+def test_dev_certificates_work_out_of_the_box(tmp_path):
+    # `make run` + the README's curl and send, with no trust configuration at all.
+    instance = start_serve(tmp_path / "state", NO_TRUST_CONFIG)
+    try:
+        dev = instance.state_dir / "dev-certs"
+        creds = Credentials(dev / "client.pem", dev / "client.key", dev / "signer.pem",
+                            dev / "signer.key")
+        result = send(instance, creds, "/api/webhooks/dip",
+                      instance.state_dir / "sample-delivery.json")
+        assert result.returncode == 0 and result.stdout.startswith("HTTP 200"), result.stdout
+        with tls_client(instance, creds.client_cert, creds.client_key) as client:
+            health = client.get(instance.base_url + "/api/health").json()
+        assert health["status"] == "ok", health
+        assert health["configuration"]["trust"]["client"]["identities"]["mode"] == "rules"
+        assert health["configuration"]["trust"]["signer"]["identities"]["setting"] == \
+            "DIP_SIGNER_IDENTITIES"
+    finally:
+        stop(instance)
+
+
+def test_own_trust_configuration_without_identities_fails_closed(dip_pki, pki_files, tmp_path):
+    instance = start_serve(tmp_path / "state", without_identities(dip_pki))
+    try:
+        file = tmp_path / "delivery.json"
+        file.write_bytes(delivery("tx-unwelcome"))
+        with tls_client(instance, pki_files.client_cert, pki_files.client_key) as client:
+            url = instance.base_url + "/api/webhooks/dip"
+            response = client.post(url, content=file.read_bytes(), headers={
+                "Content-Type": "application/json",
+                **dip_pki.sign("POST", url, file.read_bytes())})
+            health = client.get(instance.base_url + "/api/health")
+        assert response.status_code == 503, response.text
+        assert int(response.headers["retry-after"]) > 0
+        problem = response.json()
+        assert problem["code"] == "config.invalid" and problem["status"] == 503
+        assert "DIP_CLIENT_IDENTITIES and DIP_SIGNER_IDENTITIES" in problem["detail"]
+        assert set(problem) == {"type", "title", "status", "detail", "code"}  # nothing more
+        assert inbox_json(instance) == []
+        assert health.status_code == 503 and health.json()["status"] == "misconfigured"
+        assert any("DIP_CLIENT_IDENTITIES" in e for e in health.json()["errors"])
+        assert send(instance, pki_files, "/api/webhooks/dip", file).returncode == 1
+    finally:
+        stop(instance)
+
+
+def test_identities_any_accepts_a_stranger_and_warns(dip_pki, tmp_path):
+    env = without_identities(dip_pki, DIP_CLIENT_IDENTITIES="any")
+    instance = start_serve(tmp_path / "state", env)
+    try:
+        stranger = write_pem(tmp_path, "stranger", dip_pki.stranger)
+        creds = Credentials(*stranger, *stranger)  # signs with itself too
+        file = tmp_path / "delivery.json"
+        file.write_bytes(delivery("tx-any"))
+        result = send(instance, creds, "/api/webhooks/dip", file)
+        assert result.returncode == 0, result.stdout
+        assert [m["transactionId"] for m in inbox_json(instance)] == ["tx-any"]
+        log = instance.stderr()
+        assert "WARNING" in log and "DIP_CLIENT_IDENTITIES=any" in log
+        with tls_client(instance, *stranger) as client:
+            health = client.get(instance.base_url + "/api/health").json()
+        assert any("DIP_CLIENT_IDENTITIES=any" in w for w in health["warnings"])
+    finally:
+        stop(instance)
+
+
+def test_rules_from_identity_rule_accept_the_dip_and_refuse_its_siblings(dip_pki, pki_files,
+                                                                         tmp_path):
+    rules = {}
+    for name, cert in (("DIP_CLIENT_IDENTITIES", pki_files.client_cert),
+                       ("DIP_SIGNER_IDENTITIES", pki_files.signer_cert)):
+        printed = cli("identity-rule", str(cert))
+        assert printed.returncode == 0, printed.stderr
+        rules[name] = printed.stdout.strip()
+    instance = start_serve(tmp_path / "state", dip_pki.env(**rules))
+    try:
+        stranger = write_pem(tmp_path, "stranger", dip_pki.stranger)  # same CA, somebody else
+        file = tmp_path / "delivery.json"
+        file.write_bytes(delivery("tx-dip"))
+        assert send(instance, pki_files, "/api/webhooks/dip", file).returncode == 0
+        as_client = Credentials(*stranger, pki_files.signer_cert, pki_files.signer_key)
+        refused = send(instance, as_client, "/api/webhooks/dip", file)
+        assert refused.returncode == 1 and "HTTP 403" in refused.stdout
+        assert json.loads(refused.stdout.splitlines()[1])["code"] == \
+            "clientcert.identity_mismatch"
+        as_signer = Credentials(pki_files.client_cert, pki_files.client_key, *stranger)
+        refused = send(instance, as_signer, "/api/webhooks/dip", file)
+        problem = json.loads(refused.stdout.splitlines()[1])
+        assert problem["code"] == "signature.untrusted_certificate"
+        assert "[clientcert.identity_mismatch]" in problem["detail"]
+        assert [m["transactionId"] for m in inbox_json(instance)] == ["tx-dip"]
+    finally:
+        stop(instance)

@@ -83,10 +83,34 @@ def test_health_reports_bad_settings(app_env):
     assert any(e.startswith("EXPIRY_WARNING_DAYS") for e in doc["errors"])
 
 
-def test_health_ok(app_env):
+def test_health_ok(app_env, dip_pki):
+    app_env(**dip_pki.env())
     resp = call_http("health", "GET", "http://localhost/api/health")
-    assert resp.status_code == 200
-    assert json.loads(resp.get_body())["configuration"]["secretStore"] == "local"
+    assert resp.status_code == 200, resp.get_body()
+    doc = json.loads(resp.get_body())
+    assert doc["configuration"]["secretStore"] == "local"
+    trust = doc["configuration"]["trust"]
+    assert trust["client"]["identities"] == {
+        "mode": "rules", "setting": "DIP_CLIENT_IDENTITIES", "rules": 1}
+    assert trust["signer"]["identities"]["setting"] == "DIP_SIGNER_IDENTITIES"
+    assert trust["client"]["anchors"]["source"] == "DIP_CLIENT_TRUST_ANCHORS"
+    assert [a["subject"] for a in trust["client"]["anchors"]["certificates"]] == [
+        dip_pki.root.certificate.subject.rfc4514_string()]
+    assert doc["warnings"] == []
+
+
+def test_health_is_misconfigured_without_identity_rules_and_says_what_to_set(app_env):
+    resp = call_http("health", "GET", "http://localhost/api/health")
+    assert resp.status_code == 503
+    doc = json.loads(resp.get_body())
+    assert doc["status"] == "misconfigured"
+    (error,) = doc["errors"]
+    assert "set DIP_CLIENT_IDENTITIES and DIP_SIGNER_IDENTITIES" in error
+    trust = doc["configuration"]["trust"]
+    assert trust["client"]["identities"]["mode"] == "missing"
+    assert trust["client"]["anchors"]["source"] == "bundled GlobalSign roots"
+    assert all("GlobalSign" in a["subject"] and len(a["sha256"]) == 64
+               for a in trust["client"]["anchors"]["certificates"])
 
 
 def test_health_reports_trust_settings_that_cannot_be_built(app_env):
@@ -98,9 +122,14 @@ def test_health_reports_trust_settings_that_cannot_be_built(app_env):
     assert any("DIP_CLIENT_IDENTITIES" in e for e in errors), errors
 
 
-def test_health_warns_when_no_identity_rules_pin_the_dip(app_env):
-    doc = json.loads(call_http("health", "GET", "http://localhost/api/health").get_body())
-    assert any("no identity rules" in w for w in doc["warnings"])
+def test_health_shows_the_any_opt_out_as_a_warning(app_env):
+    app_env(DIP_CLIENT_IDENTITIES="any")
+    resp = call_http("health", "GET", "http://localhost/api/health")
+    assert resp.status_code == 200
+    doc = json.loads(resp.get_body())
+    assert any(w.startswith("DIP_CLIENT_IDENTITIES=any:") for w in doc["warnings"])
+    assert any("inherited" in w and "signing certificate" in w for w in doc["warnings"])
+    assert doc["configuration"]["trust"]["client"]["identities"]["mode"] == "any"
 
 
 def test_health_lists_every_bad_value_once(app_env):
@@ -196,7 +225,8 @@ def test_each_component_validates_exactly_the_settings_it_reads(tmp_path):
     # Issue 11: hand-kept lists had drifted (a bad ATLAS_TIMEOUT_SECONDS was config.invalid
     # in the credential API, silently defaulted elsewhere; a bad EXPIRY_WARNING_DAYS
     # stopped the webhook). Each component now fails for exactly the settings it declares.
-    base = {"DIP_EDGE_STATE_DIR": str(tmp_path)}
+    # Identity rules switched off: without any the trust components fail closed (issue 17).
+    base = {"DIP_EDGE_STATE_DIR": str(tmp_path), "DIP_CLIENT_IDENTITIES": "any"}
     bad_values = {s: v for s in SETTINGS if (v := _bad_value(s)) is not None}
     assert len(bad_values) > 30  # every typed setting can be refused
     for component, (build, declared) in _components(tmp_path).items():

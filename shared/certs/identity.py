@@ -245,8 +245,8 @@ class IdentityRules:
             raise IdentityConfigError(
                 f"must be a JSON array of identity rules, got {type(doc).__name__}")
         if not doc:
-            raise IdentityConfigError("holds no rule (leave the setting empty to accept any "
-                                      "certificate that chains)")
+            raise IdentityConfigError("holds no rule (to accept any certificate that chains, "
+                                      "in a test environment only, set it to any)")
         return cls(tuple(IdentityRule.from_json(rule, i) for i, rule in enumerate(doc, 1)))
 
     def match(self, cert: Presented) -> IdentityRule | None:
@@ -262,3 +262,37 @@ class IdentityRules:
         differs = ", ".join(closest.mismatches(cert))
         return (f"the certificate matches none of the {len(self.rules)} identity rule(s); "
                 f"closest is rule '{closest.label}', which differs in: {differs}")
+
+
+PINS = ("subject", "spki", "thumbprint")
+
+
+def rule_for(certificate: x509.Certificate, pin: str = "subject") -> dict[str, str]:
+    """The identity rule that names ``certificate`` (``dip-edge identity-rule``).
+
+    ``subject``: its subject together with its issuer's (survives renewal by the same CA);
+    ``spki``: its public key (survives renewal with the same key); ``thumbprint``: exactly
+    this certificate (SHA-256). The rule is checked to match the certificate it came from.
+    """
+    if pin not in PINS:
+        raise ValueError(f"pin must be one of {', '.join(PINS)}, got {pin!r}")
+    presented = Presented.of(certificate)
+    cns = certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    label = str(cns[0].value) if cns else certificate.subject.rfc4514_string()
+    rule: dict[str, str] = {"name": f"{label} ({pin})"}
+    if pin == "subject":
+        rule["subject"] = certificate.subject.rfc4514_string()
+        rule["issuer_subject"] = certificate.issuer.rfc4514_string()
+    elif pin == "spki":
+        rule["spki_sha256"] = base64.b64encode(presented.spki_sha256).decode()
+    else:
+        rule["thumbprint_sha256"] = presented.thumbprint_sha256
+    try:
+        parsed = IdentityRule.from_json(rule, 1)
+    except IdentityConfigError as exc:
+        raise ValueError(f"the {pin} rule cannot be written for this certificate: {exc}") \
+            from None
+    if parsed.mismatches(presented):  # a name that does not survive RFC 4514 round trips
+        raise ValueError(f"the {pin} rule would not match this certificate; "
+                         "use --pin spki or --pin thumbprint")
+    return rule

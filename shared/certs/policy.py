@@ -12,7 +12,10 @@ directly), then call :meth:`~CertificatePolicy.check_header` or
 Checks, in order: decodable (``clientcert.malformed``), inside its validity period
 (``clientcert.expired``), a chain to the trust anchors with the required extended key
 usage, by ``cryptography.x509.verification`` (``clientcert.untrusted``), then the
-identity rules (``clientcert.identity_mismatch``). Verdicts for the current time are
+identity rules (``clientcert.identity_mismatch``). From settings the policy fails closed:
+with no identity rules configured it is not built at all (:func:`identities_missing`, a 503
+``config.invalid`` the webhook answers every delivery with); ``any`` is the explicit,
+logged opt-out for test environments. Verdicts for the current time are
 cached by the SHA-256 of the DER (and by the header text they arrived in), in bounded
 LRUs whose entries expire after a short TTL and never outlive any certificate of the chain.
 """
@@ -35,7 +38,7 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
 
@@ -149,6 +152,7 @@ class CertificatePolicy:
         label: str = "client certificate",
         cache_size: int = CACHE_SIZE,
         cache_ttl: float = CACHE_TTL_SECONDS,
+        warnings: Sequence[Finding] | None = None,
     ) -> None:
         if usage not in USAGES:
             raise ValueError(f"usage must be one of {', '.join(USAGES)}, got {usage!r}")
@@ -173,15 +177,16 @@ class CertificatePolicy:
         # Same text, same DER, same verdict; entries share the DER entry's deadline.
         self._by_text = _VerdictCache(cache_size)
         self._cache_ttl = cache_ttl
-        self.warnings: tuple[Finding, ...] = () if identities else (
-            CLIENTCERT_NO_IDENTITY_RULES(
+        self.warnings: tuple[Finding, ...] = tuple(warnings) if warnings is not None else (
+            () if identities else (CLIENTCERT_NO_IDENTITY_RULES(
                 f"no identity rules are configured for the {label}: any certificate that "
-                "chains to the trust anchors is accepted"),)
+                "chains to the trust anchors is accepted"),))
 
     # --- construction from settings --------------------------------------------------
     @classmethod
     def for_client(cls, settings: Settings) -> CertificatePolicy:
-        """The webhook's X-ARR-ClientCert policy (DIP_CLIENT_*); ``config.invalid`` if bad."""
+        """The webhook's X-ARR-ClientCert policy (DIP_CLIENT_*); ``config.invalid`` if bad
+        or if no identity rules are configured (503, see :func:`identities_missing`)."""
         return _from_settings(settings, "client")
 
     @classmethod
@@ -383,6 +388,10 @@ class CertificatePolicy:
 
 
 # --- settings ----------------------------------------------------------------------------
+ANY_IDENTITY = "any"  # the identity setting's explicit opt-out (test environments only)
+BUNDLED_ANCHORS = "bundled GlobalSign roots"
+# The DIP keeps undelivered messages and retries; a configuration change restarts the app.
+MISCONFIGURED_RETRY_AFTER_SECONDS = 300
 # (anchors, intermediates, identities) of each role, and what both roles read.
 _ROLE_SETTINGS = {
     "client": (Settings.dip_client_trust_anchors, Settings.dip_client_intermediates,
@@ -407,12 +416,14 @@ class TrustSources:
     role: str  # "client" or "signer"
     anchors: Source | None  # None: the bundled GlobalSign roots
     intermediates: tuple[Source, ...]
-    identities: Source | None  # None: any certificate that chains
+    identities: Source | None  # None: not configured (fail closed); value "any": opt-out
     usage: str
     aia_hosts: tuple[str, ...] | None  # None: AIA fetching off
     # The webhook never shows an accepted certificate's warnings, so it does not read
     # EXPIRY_WARNING_DAYS (a bad value there must not stop deliveries); check-cert does.
     expiry_warning_days: int = 30
+    # With identities None: the settings to set, named by the fail-closed answer.
+    missing: tuple[str, ...] = ()
 
     @staticmethod
     def _sources(settings: Settings, role: str) -> tuple[Setting[str | None], ...]:
@@ -449,11 +460,76 @@ class TrustSources:
             identities=source(identities),
             usage=settings.dip_client_eku,
             aia_hosts=tuple(settings.aia_allowed_hosts) if settings.aia_fetch else None,
+            missing=() if identities.of(settings) else tuple(
+                missing_identities(settings) or (identities.name,)),
         )
 
-    def build(self) -> CertificatePolicy:
-        """The policy; ``config.invalid`` naming the setting (or option) that is bad."""
+    def build(self, *, inspect: bool = False) -> CertificatePolicy:
+        """The policy; ``config.invalid`` naming the setting (or option) that is bad, or the
+        identity rules that are missing (:func:`identities_missing`).
+
+        ``inspect`` builds it even without identity rules, for showing the anchors and
+        running the chain checks (health, ``check-cert``); such a policy has no warnings
+        and must never decide a delivery.
+        """
+        if self.identities is None and not inspect:
+            raise identities_missing(self.missing)
         return _build_policy(self)
+
+    @property
+    def anchors_source(self) -> str:
+        """Where the trust anchors come from: a setting or option, or the bundled roots."""
+        return self.anchors[0] if self.anchors else BUNDLED_ANCHORS
+
+
+def missing_identities(settings: Settings) -> list[str]:
+    """The identity settings the webhook needs and lacks (empty: it may accept deliveries).
+
+    No client rules: DIP_CLIENT_IDENTITIES, and DIP_SIGNER_IDENTITIES too when signatures
+    are required and it is unset. Signer rules left unset otherwise inherit the client's:
+    a signer must then pass the client's rules, never anything looser.
+    """
+    def configured(setting: Setting[str | None]) -> bool:
+        return bool(setting.of(settings) or settings.issues_for(setting))
+
+    client, signer = Settings.dip_client_identities, Settings.dip_signer_identities
+    if configured(client):
+        return []
+    missing = [client.name]
+    if settings.dip_signature_mode == "required" and not configured(signer):
+        missing.append(signer.name)
+    return missing
+
+
+def identities_missing(missing: Sequence[str]) -> DipEdgeError:
+    """The fail-closed answer: 503 ``config.invalid`` with ``Retry-After``, so the DIP keeps
+    the messages and retries once the operator has set the rules. Names settings only."""
+    names = " and ".join(missing)
+    return DipEdgeError(CONFIG_INVALID(
+        f"No identity rules are configured, so no delivery is accepted: set {names} to "
+        "the DIP's identity rules (`dip-edge identity-rule CERT` prints one), or "
+        f"DIP_CLIENT_IDENTITIES={ANY_IDENTITY} in a test environment only."),
+        status=503, retry_after=MISCONFIGURED_RETRY_AFTER_SECONDS)
+
+
+def trust_summary(sources: TrustSources, policy: CertificatePolicy) -> dict[str, Any]:
+    """Which anchors and identity rules are in force for one role (public facts only)."""
+    if sources.identities is None:
+        identities: dict[str, Any] = {"mode": "missing", "settings": list(sources.missing)}
+    elif sources.identities[1] == ANY_IDENTITY:
+        identities = {"mode": "any", "setting": sources.identities[0]}
+    else:
+        identities = {"mode": "rules", "setting": sources.identities[0],
+                      "rules": len(policy.identities.rules)}
+    return {
+        "identities": identities,
+        "anchors": {
+            "source": sources.anchors_source,
+            "certificates": [{"subject": c.subject.rfc4514_string(),
+                              "sha256": c.fingerprint(hashes.SHA256()).hex().upper()}
+                             for c in policy.anchors],
+        },
+    }
 
 
 def _from_settings(settings: Settings, role: str) -> CertificatePolicy:
@@ -466,16 +542,27 @@ def _build_policy(sources: TrustSources) -> CertificatePolicy:
         if sources.anchors else globalsign_roots()
     intermediates = tuple(cert for source in sources.intermediates
                           for cert in load_certificates(*source, require_ca=True))
-    identities = IdentityRules.parse(_read(sources.identities[1], sources.identities[0]),
-                                     sources.identities[0]) if sources.identities else None
+    label = "client certificate" if sources.role == "client" else "signing certificate"
+    identities, warnings = None, ()
+    if sources.identities is not None and sources.identities[1] == ANY_IDENTITY:
+        setting = sources.identities[0]
+        inherited = (" (inherited: DIP_SIGNER_IDENTITIES is not set)"
+                     if sources.role == "signer" and setting == "DIP_CLIENT_IDENTITIES" else "")
+        warnings = (CLIENTCERT_NO_IDENTITY_RULES(
+            f"{setting}={ANY_IDENTITY}{inherited}: identity rules are switched off, so any "
+            f"{label} that chains to the trust anchors is accepted; for test environments "
+            "only, never in production"),)
+    elif sources.identities is not None:
+        identities = IdentityRules.parse(_read(sources.identities[1], sources.identities[0]),
+                                         sources.identities[0])
     policy = CertificatePolicy(
         anchors=anchors, intermediates=intermediates, identities=identities,
         usage=sources.usage,
         aia=AiaFetcher(sources.aia_hosts) if sources.aia_hosts is not None else None,
         expiry_warning_days=sources.expiry_warning_days,
         pinned=(anchors if sources.anchors else ()) + intermediates,
-        label="client certificate" if sources.role == "client" else "signing certificate")
-    for finding in policy.warnings:
+        label=label, warnings=warnings)
+    for finding in policy.warnings:  # once per process and configuration: at every start
         log.warning("%s", finding.detail)
     return policy
 

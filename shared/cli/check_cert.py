@@ -6,7 +6,10 @@ the same settings (``DIP_CLIENT_*``, ``AIA_*``). Options override the settings:
 ``--anchors`` replaces the trust anchors, ``--chain`` adds intermediates, ``--identities``
 replaces the identity rules (inline JSON or a file), ``--usage`` the required extended key
 usage, ``--at`` checks at another time ("will the renewed certificate be accepted on the
-day it is switched on?"). Exit 0 accepted (warnings allowed), 1 rejected, 2 usage error.
+day it is switched on?"). With no identity rules (neither the setting nor the option) the
+chain is still checked, but the verdict is a rejection (``config.invalid``): the webhook
+refuses every delivery until they are set. The output names the trust anchors in force.
+Exit 0 accepted (warnings allowed), 1 rejected, 2 usage error.
 """
 
 from __future__ import annotations
@@ -35,9 +38,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="PEM file of intermediate certificates to add (may be repeated)")
     parser.add_argument("--anchors", metavar="PEM",
                         help="PEM file of trust anchors, instead of DIP_CLIENT_TRUST_ANCHORS "
-                             "(default: the bundled GlobalSign roots)")
+                             "(default: the bundled GlobalSign roots; the DIP's certificates "
+                             "may chain to the DIP-PKI's own CA, from the DIP Manager)")
     parser.add_argument("--identities", metavar="JSON",
-                        help="identity rules (inline JSON or a file), instead of "
+                        help="identity rules (inline JSON or a file, or any), instead of "
                              "DIP_CLIENT_IDENTITIES")
     parser.add_argument("--at", metavar="ISO-TIME",
                         help="check at this time (e.g. 2026-09-01T00:00:00Z) instead of now")
@@ -49,8 +53,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from shared.certs.policy import TrustSources
-    from shared.problems import DipEdgeError
+    from shared.certs.policy import TrustSources, trust_summary
+    from shared.problems import CONFIG_INVALID, DipEdgeError
     from shared.settings import Settings, load_settings
 
     at = _parse_time(args.at) if args.at is not None else None
@@ -71,19 +75,27 @@ def run(args: argparse.Namespace) -> int:
             usage=args.usage or sources.usage,
             expiry_warning_days=settings.expiry_warning_days,
         )
-        policy = sources.build()
+        policy = sources.build(inspect=True)
     except DipEdgeError as exc:
         raise UsageError(str(exc)) from None
     verdict = policy.check(leaf, at=at)
     warnings = list(verdict.warnings)
     if not verdict.accepted:
         warnings = [*policy.warnings, *warnings]
-    doc = {**verdict.to_dict(), "warnings": [w.to_dict() for w in warnings]}
+    errors = list(verdict.errors)
+    if sources.identities is None:  # the webhook would refuse it, whatever its chain
+        errors.append(CONFIG_INVALID(
+            "no identity rules (DIP_CLIENT_IDENTITIES, or --identities): the webhook refuses "
+            "every delivery until they are set; `dip-edge identity-rule CERT` prints one"))
+    doc = {**verdict.to_dict(), "accepted": not errors,
+           "errors": [e.to_dict() for e in errors],
+           "warnings": [w.to_dict() for w in warnings],
+           "trust": trust_summary(sources, policy)}
     if args.json:
         print(json.dumps(doc, indent=2))
     else:
         _print_human(doc, policy, at)
-    return EXIT_OK if verdict.accepted else EXIT_INVALID
+    return EXIT_OK if doc["accepted"] else EXIT_INVALID
 
 
 def _without_overridden(settings: Settings, args: argparse.Namespace) -> Settings:
@@ -114,6 +126,10 @@ def _path(value: str) -> str:
 
 
 def _json_or_path(value: str) -> str:
+    from shared.certs.policy import ANY_IDENTITY
+
+    if value.strip().lower() == ANY_IDENTITY:
+        return ANY_IDENTITY
     return value if value.lstrip()[:1] in {"[", "{"} else _path(value)
 
 
@@ -157,6 +173,10 @@ def _print_human(doc: dict, policy, at: dt.datetime | None) -> None:
             if isinstance(value, list | tuple):
                 value = ", ".join(value) or "-"
             print(f"  {label:<13} {value}", file=out)
+    anchors = doc["trust"]["anchors"]
+    print(f"trust anchors ({anchors['source']}):", file=out)
+    for anchor in anchors["certificates"]:
+        print(f"  {anchor['subject']}  sha-256 {anchor['sha256']}", file=out)
     for item in doc["errors"]:
         print(f"error   {item['code']}: {item['detail']}", file=out)
     for item in doc["warnings"]:

@@ -58,15 +58,26 @@ def _function_key(path: Path) -> str:
 
 
 def _configure_environment(state_dir: Path) -> Path:
-    """Point the app at the state dir; trust the dev CA unless anchors are configured."""
+    """Point the app at the state dir. Unless anchors are configured, trust the dev CA and
+    pin the dev client and signing certificates as the DIP's identities (unless identities
+    are configured); a configuration of one's own without identities fails closed."""
+    from cryptography import x509
+
+    from shared.certs.identity import rule_for
     from shared.devhost.devcerts import ensure_dev_certs
 
     os.environ["DIP_EDGE_STATE_DIR"] = str(state_dir)
     certs = ensure_dev_certs(state_dir / "dev-certs")
-    if not os.environ.get("DIP_CLIENT_TRUST_ANCHORS", "").strip():
-        os.environ["DIP_CLIENT_TRUST_ANCHORS"] = str(certs.ca)
-        if not os.environ.get("DIP_CLIENT_INTERMEDIATES", "").strip():
-            os.environ["DIP_CLIENT_INTERMEDIATES"] = str(certs.intermediate)
+    if os.environ.get("DIP_CLIENT_TRUST_ANCHORS", "").strip():
+        return certs.directory
+    os.environ["DIP_CLIENT_TRUST_ANCHORS"] = str(certs.ca)
+    if not os.environ.get("DIP_CLIENT_INTERMEDIATES", "").strip():
+        os.environ["DIP_CLIENT_INTERMEDIATES"] = str(certs.intermediate)
+    for name, path in (("DIP_CLIENT_IDENTITIES", certs.client_cert),
+                       ("DIP_SIGNER_IDENTITIES", certs.signer_cert)):
+        if not os.environ.get(name, "").strip():
+            leaf = x509.load_pem_x509_certificates(path.read_bytes())[0]
+            os.environ[name] = json.dumps([rule_for(leaf)])
     return certs.directory
 
 

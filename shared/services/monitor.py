@@ -4,8 +4,8 @@
 
 - the stored GlobalSign Atlas PFX (its leaf and the chain inside it), and with
   MONITOR_REPROVE_ATLAS logs in to Atlas with the stored API key and secret;
-- the webhook's trust anchors and pinned certificates (``CertificatePolicy.for_client``
-  and ``.for_signer``: DIP_CLIENT_* / DIP_SIGNER_*);
+- the webhook's trust anchors and pinned certificates (``TrustSources``: DIP_CLIENT_* /
+  DIP_SIGNER_*);
 - the DIP signing certificate (SECRET_NAME_SIGNING_CERT) and the webhook's TLS
   certificate (SECRET_NAME_TLS_CERT), when those settings name a secret;
 
@@ -199,14 +199,14 @@ def _policy_certificates(settings: Settings, limits: Thresholds) -> Iterable[Cre
     """The webhook's anchors and pinned certificates, each once, named by every role."""
     from cryptography.hazmat.primitives import hashes
 
-    from shared.certs.policy import CertificatePolicy
+    from shared.certs.policy import TrustSources
 
     roles: dict[bytes, list[str]] = {}
     certs: dict[bytes, Any] = {}
-    for who, build in (("DIP client", CertificatePolicy.for_client),
-                       ("DIP signer", CertificatePolicy.for_signer)):
+    for who, role in (("DIP client", "client"), ("DIP signer", "signer")):
         try:
-            policy = build(settings)
+            # The anchors expire whether or not identity rules are set yet (health says so).
+            policy = TrustSources.from_settings(settings, role).build(inspect=True)
         except DipEdgeError as err:
             yield CredentialStatus(f"{who} certificate policy", ERROR,
                                    f"{err.code}: {err.finding.detail}")

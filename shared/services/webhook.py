@@ -6,6 +6,9 @@ not be logged or stored safely is not a route at all: ``request.not_found``, 404
 1. body size (``message.too_large``, 413) and media type (``message.unsupported_media_type``,
    415: ``application/json``, charset optional but UTF-8 if given);
 2. the client certificate App Service forwards in ``X-ARR-ClientCert`` (``clientcert.*``);
+   before it, the configuration: with no identity rules set the webhook fails closed, every
+   delivery answered 503 ``config.invalid`` with ``Retry-After`` naming the settings to set
+   (nothing read from the request beyond step 1, nothing stored);
 3. the DIP signature headers (``signature.*``);
 4. the envelope (``message.malformed_json``, ``message.invalid_envelope``);
 5. the inbox: every message stored durably before the answer (``inbox.unavailable``, 503).
@@ -22,7 +25,7 @@ import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from shared.certs.policy import CertificatePolicy
+from shared.certs.policy import CertificatePolicy, identities_missing, missing_identities
 from shared.dip.envelope import MAX_ID_LENGTH, is_storable_id, parse_delivery
 from shared.dip.inbox import Inbox, Receipt, open_inbox
 from shared.dip.signature import SignatureVerifier
@@ -67,6 +70,9 @@ def components(settings: Settings) -> Components:
         if _current is not None and _current.settings is settings:
             return _current
         settings.require(*WEBHOOK_SETTINGS)
+        missing = missing_identities(settings)
+        if missing:  # fail closed, before anything else is built or opened
+            raise identities_missing(missing)
         built = Components(settings, CertificatePolicy.for_client(settings),
                            SignatureVerifier.from_settings(settings), open_inbox(settings))
         if _current is not None:
