@@ -71,6 +71,7 @@ def _in_process(pki, tmp: Path) -> list[Figure]:
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import padding
 
+    from shared.certs.identity import rule_for
     from shared.dip.inbox.sqlite import SqliteInbox
     from shared.dip.signature import canonical_string, sign_request
     from shared.services import webhook
@@ -81,6 +82,8 @@ def _in_process(pki, tmp: Path) -> list[Figure]:
         "DIP_EDGE_STATE_DIR": str(tmp / "state"),
         "DIP_CLIENT_TRUST_ANCHORS": pki.root.cert_pem().decode(),
         "DIP_CLIENT_INTERMEDIATES": pki.intermediate.cert_pem().decode(),
+        "DIP_CLIENT_IDENTITIES": json.dumps([rule_for(pki.client.certificate)]),
+        "DIP_SIGNER_IDENTITIES": json.dumps([rule_for(pki.signer.certificate)]),
     })
     client_header = base64.b64encode(pki.client.cert_der()).decode()
 

@@ -120,14 +120,15 @@ param appServiceObjectId string = ''
 @description('Blob name of the deployment package in the packages container.')
 param packageBlobName string = 'dip-edge.zip'
 
-@description('Roots the DIP\'s client certificate must chain to (inline PEM); empty: the bundled GlobalSign roots.')
+@description('Roots the DIP\'s client certificate must chain to (inline PEM), e.g. the DIP-PKI CA published by the DIP Manager; empty: the bundled GlobalSign roots.')
 param dipClientTrustAnchors string = ''
 
 @description('Extra intermediates for the client certificate chain (inline PEM); empty: none.')
 param dipClientIntermediates string = ''
 
-@description('Identity rules (inline JSON) the DIP\'s client certificate must match; empty: any certificate that chains (the app warns).')
-param dipClientIdentities string = ''
+@description('Required. Identity rules (inline JSON array) the DIP\'s client certificate must match, e.g. the output of `dip-edge identity-rule <DIP client certificate from the DIP Manager>`. Without rules the webhook refuses every delivery; \'any\' accepts any certificate that chains (test environments only).')
+@minLength(3)
+param dipClientIdentities string
 
 @description('Roots for the DIP signing certificate (inline PEM); empty: the client certificate\'s.')
 param dipSignerTrustAnchors string = ''
@@ -135,8 +136,9 @@ param dipSignerTrustAnchors string = ''
 @description('Intermediates for the DIP signing certificate (inline PEM); empty: the client certificate\'s.')
 param dipSignerIntermediates string = ''
 
-@description('Identity rules (inline JSON) for the DIP signing certificate; empty: the client certificate\'s.')
-param dipSignerIdentities string = ''
+@description('Required. Identity rules (inline JSON array) the DIP\'s message-signing certificate must match, e.g. the output of `dip-edge identity-rule <DIP signing certificate from the DIP Manager>` (the same rules as the client\'s if the DIP signs with its TLS certificate).')
+@minLength(3)
+param dipSignerIdentities string
 
 @description('Key Vault secret or certificate holding the participant\'s DIP signing/mTLS certificate, for the expiry monitor; empty: not watched.')
 param signingCertificateSecretName string = ''

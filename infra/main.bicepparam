@@ -1,5 +1,6 @@
 // Parameters for main.bicep. Deploy with:
 //   export DIP_EDGE_OPS_CLIENT_ID=<application (client) ID of the credential API's app registration>
+//   export DIP_EDGE_CLIENT_IDENTITIES=... DIP_EDGE_SIGNER_IDENTITIES=...   (see below)
 //   az deployment group create -g <resource-group> -f infra/main.bicep -p infra/main.bicepparam
 // Values shown are the template's defaults, written out so a review sees every choice.
 using 'main.bicep'
@@ -37,15 +38,18 @@ param appServiceObjectId = readEnvironmentVariable('DIP_EDGE_APP_SERVICE_OBJECT_
 param packageBlobName = 'dip-edge.zip'
 
 // The DIP's certificates (inline PEM / JSON). Empty trust anchors: the bundled GlobalSign
-// roots. Empty identities: any certificate that chains is accepted (the app logs a warning) -
-// pin the DIP's certificate with the subject / SPKI published by the DIP Manager, e.g.
-//   '[{"common_name": "<DIP certificate CN>", "spki_sha256": "<hex>"}]'
+// roots; the DIP's certificates may chain to the DIP-PKI's own CA instead - take it from the
+// DIP Manager and paste its PEM here. The identity rules are required (the webhook refuses
+// every delivery without them): make them from the certificates the DIP Manager publishes,
+//   export DIP_EDGE_CLIENT_IDENTITIES="$(dip-edge identity-rule dip-client.pem)"
+//   export DIP_EDGE_SIGNER_IDENTITIES="$(dip-edge identity-rule dip-signing.pem)"
+// or write the JSON here, e.g. '[{"subject": "CN=...,O=...", "issuer_subject": "CN=...,O=..."}]'.
 param dipClientTrustAnchors = ''
 param dipClientIntermediates = ''
-param dipClientIdentities = ''
+param dipClientIdentities = readEnvironmentVariable('DIP_EDGE_CLIENT_IDENTITIES')
 param dipSignerTrustAnchors = ''
 param dipSignerIntermediates = ''
-param dipSignerIdentities = ''
+param dipSignerIdentities = readEnvironmentVariable('DIP_EDGE_SIGNER_IDENTITIES')
 
 // The participant's own DIP signing/mTLS certificate in Key Vault, for the expiry monitor.
 param signingCertificateSecretName = ''

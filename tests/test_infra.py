@@ -513,6 +513,20 @@ def test_parameter_file_sets_only_template_parameters(main):
     required = {name for name, p in declared.items() if p.get("default") is None}
     assert required <= set(given)
     assert "readEnvironmentVariable('DIP_EDGE_OPS_CLIENT_ID')" in text
+    assert "readEnvironmentVariable('DIP_EDGE_CLIENT_IDENTITIES')" in text
+    assert "readEnvironmentVariable('DIP_EDGE_SIGNER_IDENTITIES')" in text
+
+
+@pytest.mark.parametrize("name", ["dipClientIdentities", "dipSignerIdentities"])
+def test_identity_parameters_are_required(main, name):
+    # No default (a deployment without them fails validation), no empty value either: the
+    # webhook would refuse every delivery. The description says what to put there.
+    param = main["parameters"][name]
+    assert param.get("default") is None
+    decorators = {d["type"]: d for d in param["decorators"]}
+    assert int(render(decorators["min_length"]["argument"])) >= 3
+    description = render(decorators["description"]["argument"])
+    assert description.startswith("Required.") and "dip-edge identity-rule" in description
 
 
 # --- checkov --------------------------------------------------------------------------

@@ -75,7 +75,11 @@ def test_monitor_runs_on_the_schedule_named_by_a_setting():
 # -- HTTP through RpcHttp -----------------------------------------------------------------
 
 
-def test_health(app_env):
+def test_health(app_env, dip_pki):
+    reply = call_http("health", "GET", "https://dip-edge.example.net/api/health")
+    assert reply.status == 503  # no identity rules: the webhook fails closed (issue 17)
+    assert json.loads(reply.body)["status"] == "misconfigured"
+    app_env(**dip_pki.env())
     reply = call_http("health", "GET", "https://dip-edge.example.net/api/health")
     assert reply.status == 200
     assert reply.headers["Content-Type"] == "application/json"
