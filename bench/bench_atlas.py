@@ -26,6 +26,7 @@ from shared.certs.pfx_check import PfxPolicy, check_pfx
 from shared.services.credentials import check_submission
 from shared.services.submission import Submission
 from shared.settings import load_settings
+from shared.validation import passed_account
 from tests.support.fake_atlas import FakeAtlas
 
 RUNS = 25
@@ -60,9 +61,10 @@ def run() -> list[Figure]:
                     context.wrap_socket(raw, server_hostname=host) as tls:
                 tls.do_handshake()
 
+        account = passed_account(report, API_KEY, API_SECRET)
+
         def proof() -> None:
-            assert prove_credentials(API_KEY, API_SECRET, report.leaf, report.private_key,
-                                     report.chain_certificates, connection).proven
+            assert prove_credentials(account, connection).proven
 
         parts = {"online validation (checker + Atlas proof)": online,
                  "offline PFX checker (check_pfx)": checker,

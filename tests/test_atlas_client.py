@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from shared.atlas.client import LOGIN_CONTENT_TYPE, AtlasClient, AtlasConnection
-from shared.atlas.proof import prove_credentials
+from shared.atlas.proof import Account, prove_credentials
 from shared.certs.devpki import new_key
 from shared.problems import DipEdgeError
 from tests.support.leaks import assert_no_secrets
@@ -43,8 +43,8 @@ def connection(fake_atlas):
 
 
 def prove(connection, issued, key=KEY, secret=SECRET):
-    return prove_credentials(key, secret, issued.certificate, issued.private_key,
-                             issued.chain(), connection)
+    return prove_credentials(Account(key, secret, issued.certificate, issued.private_key,
+                                     tuple(issued.chain())), connection)
 
 
 def only_error(proof):

@@ -14,6 +14,7 @@ import uuid
 import pytest
 from cryptography.hazmat.primitives.serialization import BestAvailableEncryption, pkcs12
 
+from shared.atlas import account as atlas_account
 from shared.atlas.proof import AtlasConnection, prove_credentials
 from shared.certs.devpki import issue, new_key
 from shared.certs.facts import describe
@@ -124,8 +125,9 @@ def test_submit_stores_in_key_vault_reads_back_and_logs_in_again(env, fake_atlas
     assert (stored.api_key, stored.api_secret) == (account.api_key, account.api_secret)
     key, certificate, chain = pkcs12.load_key_and_certificates(stored.pfx, None)
     assert certificate == account.issued.certificate
-    again = prove_credentials(stored.api_key, stored.api_secret, certificate, key, chain,
-                              AtlasConnection.from_settings(settings))
+    login = atlas_account.Account(stored.api_key, stored.api_secret, certificate, key,
+                                  tuple(chain))
+    again = prove_credentials(login, AtlasConnection.from_settings(settings))
     assert again.proven and fake_atlas.logins() == 2
     assert "fake-mi-token.https://vault.azure.net" in fake_keyvault.tokens_seen
 

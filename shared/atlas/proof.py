@@ -11,19 +11,17 @@ bad ``ATLAS_CA_BUNDLE`` raises ``DipEdgeError(config.invalid)``.
 from __future__ import annotations
 
 import ssl
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from cryptography import x509
-
+from shared.atlas.account import Account
 from shared.atlas.client import AtlasClient, AtlasConnection, AtlasError
 from shared.atlas.policy import fetch_policy
 from shared.atlas.quotas import fetch_issuance_quota
 from shared.atlas.trustchain import fetch_trust_chain
 from shared.problems import GS_MTLS_REJECTED, GS_UNAVAILABLE, Finding
 
-__all__ = ["AtlasConnection", "AtlasProof", "prove_credentials"]
+__all__ = ["Account", "AtlasConnection", "AtlasProof", "prove_credentials"]
 
 
 @dataclass(frozen=True)
@@ -53,13 +51,12 @@ class AtlasProof:
         return doc
 
 
-def prove_credentials(api_key: str, api_secret: str, certificate: x509.Certificate,
-                      private_key, chain: Sequence[x509.Certificate],
-                      connection: AtlasConnection) -> AtlasProof:
-    """Log in with the three credentials and summarise what Atlas says about the account."""
+def prove_credentials(account: Account, connection: AtlasConnection) -> AtlasProof:
+    """Log in as the account and summarise what Atlas says about it."""
     try:
-        client = AtlasClient(connection, api_key=api_key, api_secret=api_secret,
-                             certificate=certificate, private_key=private_key, chain=chain)
+        client = AtlasClient(connection, api_key=account.api_key,
+                             api_secret=account.api_secret, certificate=account.certificate,
+                             private_key=account.private_key, chain=account.chain)
     except ssl.SSLError as exc:
         unusable = GS_MTLS_REJECTED(
             f"The PFX's certificate and key cannot be used for TLS ({exc.reason}).")

@@ -18,10 +18,14 @@ import sys
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from shared.cli import EXIT_INVALID, EXIT_OK, EXIT_UNAVAILABLE, UsageError
+
+if TYPE_CHECKING:
+    from shared.atlas.client import AtlasConnection
+    from shared.settings import Settings
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -66,8 +70,9 @@ class _Inputs:
 
 def run(args: argparse.Namespace) -> int:
     from shared.certs.pfx_check import check_pfx
-    from shared.problems import API_KEY_MISSING, API_SECRET_MISSING
+    from shared.problems import API_KEY_MISSING, API_SECRET_MISSING, DipEdgeError, Finding
     from shared.settings import load_settings
+    from shared.validation import validate_credentials
 
     settings = load_settings()
     policy = _policy(args, settings)
@@ -80,17 +85,20 @@ def run(args: argparse.Namespace) -> int:
             report = check_pfx(inputs.data, getpass.getpass("PFX password: ").encode(), policy)
         except EOFError:  # Ctrl-D: no password typed, so the report's "none given" stands
             print(file=sys.stderr)
-    errors, warnings = list(report.errors), list(report.warnings)
-    proof, skipped = None, _why_not_online(args, inputs, report)
+    skipped = _why_not_online(args, inputs, report)
+    empty: list[Finding] = []
     if inputs.api_key == "":
-        errors.append(API_KEY_MISSING(f"The environment variable {args.api_key_env} is empty."))
+        empty.append(API_KEY_MISSING(f"The environment variable {args.api_key_env} is empty."))
     if inputs.api_secret == "":
-        errors.append(
+        empty.append(
             API_SECRET_MISSING(f"The environment variable {args.api_secret_env} is empty."))
-    if skipped is None and not errors:
-        proof = _prove(args, settings, inputs, report)
-        errors += proof.errors
-        warnings += proof.warnings
+    online = skipped is None and not empty
+    try:  # an empty key or secret: not asked (the gate), reported after the PFX's findings
+        verdict = validate_credentials(report, inputs.api_key if online else None,
+                                       inputs.api_secret, lambda: _connection(args, settings))
+    except DipEdgeError as err:  # config.invalid: a bad ATLAS_* setting or --atlas-ca file
+        raise UsageError(str(err)) from None
+    errors, warnings, proof = [*verdict.errors, *empty], list(verdict.warnings), verdict.proof
     document = {
         "valid": not errors,
         "errors": [f.to_dict() for f in errors],
@@ -182,10 +190,11 @@ def _why_not_online(args: argparse.Namespace, inputs: _Inputs, report) -> str | 
     return None
 
 
-def _prove(args: argparse.Namespace, settings, inputs: _Inputs, report):
+def _connection(args: argparse.Namespace, settings: Settings) -> AtlasConnection:
+    """Where Atlas is: the ATLAS_* settings, with --atlas-url and --atlas-ca instead."""
     import dataclasses
 
-    from shared.atlas.proof import AtlasConnection, prove_credentials  # httpx: load lazily
+    from shared.atlas.client import AtlasConnection
     from shared.problems import DipEdgeError
     from shared.settings import Settings
 
@@ -206,12 +215,7 @@ def _prove(args: argparse.Namespace, settings, inputs: _Inputs, report):
         if not Path(args.atlas_ca).is_file():
             raise UsageError(f"--atlas-ca {args.atlas_ca}: no such file")
         overrides["ca_bundle"] = args.atlas_ca
-    connection = dataclasses.replace(connection, **overrides)
-    try:
-        return prove_credentials(inputs.api_key, inputs.api_secret, report.leaf,
-                                 report.private_key, report.chain_certificates, connection)
-    except DipEdgeError as err:  # config.invalid: an unreadable --atlas-ca / ATLAS_CA_BUNDLE
-        raise UsageError(str(err)) from None
+    return dataclasses.replace(connection, **overrides)
 
 
 def _human(file: str, report, errors, warnings, proof, skipped: str | None) -> str:

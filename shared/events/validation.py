@@ -79,11 +79,13 @@ def validate_pfx(data: bytes | None, password: bytes | None, settings: Settings,
     credentials = stored_api_credentials(store, settings)
     if credentials is None:
         return Validation(report, None, "no GlobalSign API key and secret are stored")
-    from shared.atlas.proof import AtlasConnection, prove_credentials
+    from shared.atlas.client import AtlasConnection
+    from shared.validation import validate_credentials
 
-    proof = prove_credentials(credentials.api_key, credentials.api_secret, report.leaf,
-                              report.private_key, report.chain_certificates,
-                              AtlasConnection.from_settings(settings))
+    proof = validate_credentials(report, credentials.api_key, credentials.api_secret,
+                                 AtlasConnection.from_settings(settings)).proof
+    if proof is None:  # not asked: cannot happen for a PFX that passed, with both given
+        return Validation(report, None, "the stored GlobalSign API key or secret is empty")
     if proof.unavailable:
         detail = next((f.detail for f in proof.errors), "GlobalSign Atlas did not answer")
         raise DipEdgeError(GS_UNAVAILABLE(detail), retry_after=proof.retry_after)

@@ -17,9 +17,8 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from shared.problems import (
     API_KEY_MISSING,
@@ -34,35 +33,10 @@ from shared.settings import Settings
 from shared.web import HttpResult, Request, json_result
 
 if TYPE_CHECKING:
-    from shared.atlas.proof import AtlasProof
-    from shared.certs.report import PfxReport
+    from shared.validation import CredentialVerdict
 
 logger = logging.getLogger("dip_edge.credentials")
 _UNSAFE = re.compile(r"[^\w@.+\- ]")
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """Everything the checks found about one submission."""
-
-    errors: tuple[Finding, ...]
-    warnings: tuple[Finding, ...]
-    report: PfxReport | None
-    proof: AtlasProof | None
-
-    @property
-    def valid(self) -> bool:
-        return not self.errors
-
-    def details(self) -> dict[str, Any]:
-        """The certificate and GlobalSign parts of a response (no secret in either)."""
-        report = self.report
-        return {
-            "certificate": report.certificate.to_dict() if report and report.certificate
-            else None,
-            "chain": [c.to_dict() for c in report.chain] if report else [],
-            "globalsign": self.proof.to_dict() if self.proof else None,
-        }
 
 
 def validate(request: Request, settings: Settings) -> HttpResult:
@@ -87,13 +61,14 @@ def describe(request: Request, settings: Settings) -> HttpResult:
                              "monitor": latest_report(settings)})
 
 
-def check_submission(submission: Submission, settings: Settings) -> Verdict:
+def check_submission(submission: Submission, settings: Settings) -> CredentialVerdict:
     """Offline checks of all three fields, then (if they pass) the proof against Atlas.
 
     Raises ``DipEdgeError(config.invalid)`` when the settings the checks need are bad.
     """
     from shared.atlas.client import AtlasConnection
     from shared.certs.pfx_check import PfxPolicy, check_pfx
+    from shared.validation import validate_credentials
 
     connection = AtlasConnection.from_settings(settings)  # before any check: config first
     policy = PfxPolicy.from_settings(settings)
@@ -103,20 +78,11 @@ def check_submission(submission: Submission, settings: Settings) -> Verdict:
     if not submission.api_secret:
         errors.append(API_SECRET_MISSING(
             "Give the GlobalSign API secret in the field apiSecret."))
-    report = None
-    if submission.findings:
-        errors += submission.findings
-    else:
-        report = check_pfx(submission.pfx, submission.pfx_password, policy)
-        errors += report.errors
-    warnings = list(report.warnings) if report else []
-    if errors:
-        return Verdict(tuple(errors), tuple(warnings), report, None)
-    from shared.atlas.proof import prove_credentials
-
-    proof = prove_credentials(submission.api_key, submission.api_secret, report.leaf,
-                              report.private_key, report.chain_certificates, connection)
-    return Verdict(proof.errors, (*warnings, *proof.warnings), report, proof)
+    errors += submission.findings
+    report = None if submission.findings else check_pfx(submission.pfx,
+                                                         submission.pfx_password, policy)
+    return validate_credentials(report, submission.api_key, submission.api_secret, connection,
+                                findings=errors)
 
 
 def _handle(request: Request, settings: Settings, *, store: bool) -> HttpResult:
@@ -140,7 +106,7 @@ def _handle(request: Request, settings: Settings, *, store: bool) -> HttpResult:
         return error_result(err)
 
 
-def _rejected(action: str, caller: str, verdict: Verdict) -> HttpResult:
+def _rejected(action: str, caller: str, verdict: CredentialVerdict) -> HttpResult:
     codes = ",".join(f.code for f in verdict.errors)
     logger.info("credentials %s by %s: rejected %s; nothing stored", action, caller, codes)
     retry_after = verdict.proof.retry_after if verdict.proof else None
@@ -148,7 +114,7 @@ def _rejected(action: str, caller: str, verdict: Verdict) -> HttpResult:
                           retry_after=retry_after, extra={"valid": False, **verdict.details()})
 
 
-def _store(submission: Submission, verdict: Verdict, settings: Settings,
+def _store(submission: Submission, verdict: CredentialVerdict, settings: Settings,
            caller: str) -> HttpResult:
     from shared.certs.facts import to_passwordless_pfx
     from shared.vault import open_store

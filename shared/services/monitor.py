@@ -175,15 +175,20 @@ def _stored_credentials(settings: Settings, limits: Thresholds,
 
 def _reprove(settings: Settings, stored, report,
              lines: list[CredentialStatus]) -> dict | None:
-    from shared.atlas.proof import AtlasConnection, prove_credentials
+    from shared.atlas.client import AtlasConnection
+    from shared.validation import validate_credentials
 
     label = "GlobalSign Atlas login (stored API key, secret and PFX)"
     try:
-        proof = prove_credentials(stored.api_key, stored.api_secret, report.leaf,
-                                  report.private_key, report.chain_certificates,
-                                  AtlasConnection.from_settings(settings))
-    except DipEdgeError as err:  # config.invalid: an unreadable ATLAS_CA_BUNDLE
+        proof = validate_credentials(report, stored.api_key, stored.api_secret,
+                                     lambda: AtlasConnection.from_settings(settings)).proof
+    except DipEdgeError as err:  # config.invalid: a bad ATLAS_* setting
         lines.append(CredentialStatus(label, ERROR, f"{err.code}: {err.finding.detail}"))
+        return None
+    if proof is None:  # the stored PFX fails a check (graded above): Atlas is not asked
+        lines.append(CredentialStatus(label, ERROR, "not tried: the stored PFX does not pass "
+                                      f"the checks ({report.errors[0].code})"
+                                      if report.errors else "not tried: no API key or secret"))
         return None
     if proof.proven:
         lines.append(CredentialStatus(label, OK, "proven"))
