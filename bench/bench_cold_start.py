@@ -9,7 +9,9 @@ first-call figures time ``import shared.services.<x>`` in a process that has alr
 imported ``function_app`` (the function's own lazy import), against that base import.
 The worker figure times, in a fresh process, importing the worker and the protocol
 messages, WorkerInitRequest (indexing), FunctionsMetadataRequest, a FunctionLoadRequest per
-function and the first ``GET /api/health`` InvocationRequest, up to its 200 RpcHttp.
+function and the first ``GET /api/health`` InvocationRequest, up to its 200 RpcHttp;
+against bare ``import azure.functions`` and against the same first answer without the
+worker (``function_app.health`` called with a ``func.HttpRequest``), samples alternating.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from bench import Figure
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNS = 7
+WORKER_RUNS = 15
 _PROBE = ("import time; {before}; t = time.perf_counter(); import {module}; "
           "print(time.perf_counter() - t)")
 _WORKER_PROBE = (
@@ -34,25 +37,35 @@ _WORKER_PROBE = (
     "'https://localhost/api/health', {}, {}, {}, b''); "
     "elapsed = time.perf_counter() - t; assert reply.status == 200, reply.status; "
     "print(elapsed)")
+# The same first answer without the worker: the user function called with func.HttpRequest.
+_ADAPTER_PROBE = (
+    "import time; t = time.perf_counter(); import azure.functions as func; "
+    "import function_app; "
+    "reply = function_app.health(func.HttpRequest('GET', 'https://localhost/api/health', "
+    "body=b'')); "
+    "elapsed = time.perf_counter() - t; assert reply.status_code == 200, reply.status_code; "
+    "print(elapsed)")
 # function name -> the service module its first call imports
 SERVICES = {"health": "health", "credentials / credentials_validate": "credentials",
             "dip_webhook": "webhook", "events": "events", "monitor": "monitor"}
 
 
-def _seconds(code: str) -> float:
-    """Median of what ``code`` prints, each run in a fresh interpreter."""
-    samples = []
+def _medians(*probes: str, runs: int = RUNS) -> list[float]:
+    """The median of what each probe prints, each sample a fresh interpreter; with several
+    probes their samples alternate, so that all see the same moments of a noisy machine."""
+    samples: list[list[float]] = [[] for _ in probes]
     with tempfile.TemporaryDirectory() as state:
         env = {**os.environ, "DIP_EDGE_STATE_DIR": state}
-        for _ in range(RUNS):
-            done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env,
-                                  capture_output=True, text=True, check=True)
-            samples.append(float(done.stdout.strip()))
-    return statistics.median(samples)
+        for _ in range(runs):
+            for probe, out in zip(probes, samples, strict=True):
+                done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env=env,
+                                      capture_output=True, text=True, check=True)
+                out.append(float(done.stdout.strip()))
+    return [statistics.median(out) for out in samples]
 
 
 def _import_seconds(module: str, before: str = "pass") -> float:
-    return _seconds(_PROBE.format(module=module, before=before))
+    return _medians(_PROBE.format(module=module, before=before))[0]
 
 
 def run() -> list[Figure]:
@@ -62,11 +75,17 @@ def run() -> list[Figure]:
     figures = [Figure("cold start", "import function_app", app * 1000, "ms",
                       "import azure.functions", baseline * 1000, RUNS,
                       "fresh process per sample; median")]
-    worker = _seconds(_WORKER_PROBE)
-    figures.append(Figure("cold start", "worker: index function_app.py + first health "
-                          "invocation", worker * 1000, "ms", "import azure.functions",
-                          baseline * 1000, RUNS,
-                          "azure-functions-runtime in-process; fresh process per sample"))
+    worker, bare, direct = _medians(
+        _WORKER_PROBE, _PROBE.format(module="azure.functions", before="pass"),
+        _ADAPTER_PROBE, runs=WORKER_RUNS)
+    name = "worker: index function_app.py + first health invocation"
+    note = "azure-functions-runtime in-process; fresh processes, the three alternating"
+    figures += [
+        Figure("cold start", name, worker * 1000, "ms", "import azure.functions",
+               bare * 1000, WORKER_RUNS, note),
+        Figure("cold start", name, worker * 1000, "ms",
+               "import function_app + first health call, no worker", direct * 1000,
+               WORKER_RUNS, note)]
     for function, service in SERVICES.items():
         first = _import_seconds(f"shared.services.{service}", before="import function_app")
         figures.append(Figure("cold start", f"first call of {function}: import "

@@ -109,12 +109,16 @@ def _count(client) -> int:
 
 
 @pytest.mark.azurite
-def test_the_poller_feeds_the_events_function(env, azurite, caplog):
+@pytest.mark.parametrize("through_worker", [False, True], ids=["direct", "worker"])
+def test_the_poller_feeds_the_events_function(env, azurite, caplog, through_worker):
+    from tests.support.worker import worker
+
     suffix = uuid.uuid4().hex[:12]
     queue, reports, uploads = f"ev-{suffix}", f"rep-{suffix}", f"up-{suffix}"
     env(EVENTS_STORAGE=azurite.connection_string, EVENTS_QUEUE=queue,
         REPORTS_CONTAINER=reports, UPLOADS_CONTAINER=uploads)
-    (_, poller) = trigger_workers(get_settings(), table())
+    (_, poller) = trigger_workers(get_settings(), table(),
+                                  worker() if through_worker else None)
     blobs = BlobServiceClient.from_connection_string(azurite.connection_string)
     blobs.create_container(uploads)
     etag = blobs.get_blob_client(uploads, "empty.pfx").upload_blob(b"")["etag"]

@@ -168,6 +168,18 @@ def test_the_bare_route_has_no_channel(webhook_env, dip_pki):
     assert stored(webhook_env) == {"tx-w2": None}
 
 
+def test_concurrent_deliveries_from_many_threads_are_all_stored(webhook_env, dip_pki):
+    """As ``dip-edge serve`` calls it: one invocation per connection thread at once."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    txids = [f"tx-c{n}" for n in range(16)]
+    with ThreadPoolExecutor(8) as pool:
+        replies = list(pool.map(lambda t: deliver(dip_pki, delivery(t), WEBHOOK, {}), txids))
+    assert [r.status for r in replies] == [200] * 16
+    assert [json.loads(r.body)["transactionIds"] for r in replies] == [[t] for t in txids]
+    assert set(stored(webhook_env)) == set(txids)
+
+
 def test_a_tampered_delivery_is_refused_and_not_stored(webhook_env, dip_pki):
     original = delivery("tx-w3")
     reply = deliver(dip_pki, original.replace(b"42", b"43"), WEBHOOK, {},
