@@ -261,3 +261,20 @@ def test_the_worker_and_the_adapter_give_the_same_answer(app_env, name, method, 
                       route_params=route_params)
     assert (reply.status, reply.headers, reply.body) == (
         adapted.status, dict(adapted.headers), adapted.body)
+
+
+def test_the_worker_leaves_function_app_to_the_process(tmp_path):
+    """Started first in a fresh process, the worker keeps its import of function_app to
+    itself: the process can still import and index the app (get_functions() may be called
+    once per app object)."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("from pathlib import Path; from shared.devhost.language_worker import "
+            "language_worker; w = language_worker(Path('.')); import function_app; "
+            "print(len(function_app.app.get_functions()), len(w.functions))")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                          text=True, env={**os.environ, "DIP_EDGE_STATE_DIR": str(tmp_path)})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["6", "6"]

@@ -150,8 +150,8 @@ class LanguageWorker:
 
     def _init(self):
         # The worker imports function_app itself. In Azure that is a process of its own;
-        # here the module may already be imported (its app object can be indexed only
-        # once), so the worker gets a fresh import and the process keeps its own copy.
+        # here the process may import it too, and an app object can be indexed only once:
+        # the worker gets a fresh import of its own, and sys.modules is left as it was.
         if str(self.app_dir) not in sys.path:
             sys.path.insert(0, str(self.app_dir))
         existing = sys.modules.pop("function_app", None)
@@ -161,6 +161,7 @@ class LanguageWorker:
                     function_app_directory=str(self.app_dir),
                     capabilities={}))))
         finally:
+            sys.modules.pop("function_app", None)
             if existing is not None:
                 sys.modules["function_app"] = existing
         self._check(response.result, "WorkerInitRequest")
