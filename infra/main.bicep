@@ -194,6 +194,11 @@ var webhookOnlySettings = {
   // The signed URL is rebuilt from the name the DIP calls; empty: taken from the request.
   DIP_PUBLIC_BASE_URL: empty(customHostname) ? '' : 'https://${customHostname}'
   WEBHOOK_MAX_BODY_BYTES: '4194304'
+  // Read by dip-edge serve only (the local front door); App Service's front end has its own.
+  SERVE_HEAD_TIMEOUT_SECONDS: '30'
+  SERVE_BODY_TIMEOUT_SECONDS: '60'
+  SERVE_IDLE_TIMEOUT_SECONDS: '60'
+  SERVE_MAX_CONNECTIONS: '1000'
 }
 
 // Only the ops app: Key Vault, GlobalSign Atlas, events, uploads, reports, the monitor.

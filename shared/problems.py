@@ -201,7 +201,11 @@ REQUEST_TOO_LARGE = _define("request.too_large", "The request body is too large"
 REQUEST_UNSUPPORTED_MEDIA_TYPE = _define(
     "request.unsupported_media_type", "The media type is not supported", 415
 )
-REQUEST_MALFORMED = _define("request.malformed", "The request body could not be read", 400)
+REQUEST_MALFORMED = _define("request.malformed", "The request could not be read", 400)
+REQUEST_URI_TOO_LONG = _define("request.uri_too_long", "The request line is too long", 414)
+REQUEST_HEADERS_TOO_LARGE = _define(
+    "request.headers_too_large", "The request head is too large", 431
+)
 REQUEST_FUNCTION_KEY_REQUIRED = _define(
     "request.function_key_required", "A valid function key is required", 401
 )

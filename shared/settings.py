@@ -339,6 +339,22 @@ class Settings:
     webhook_max_body_bytes = Setting(
         "4194304", _int(1024, 100 * 1024 * 1024), "Largest accepted webhook delivery.",
         "4194304")
+    serve_head_timeout_seconds = Setting(
+        "30", _float(1, 3600),
+        "dip-edge serve: a request head still unfinished this long after it began is closed "
+        "(for the first request, counted from the connection).", "30")
+    serve_body_timeout_seconds = Setting(
+        "60", _float(1, 3600),
+        "dip-edge serve: a request body (or a response write) unfinished this long is "
+        "closed.", "60")
+    serve_idle_timeout_seconds = Setting(
+        "60", _float(1, 3600),
+        "dip-edge serve: a keep-alive connection idle this long between requests is closed.",
+        "60")
+    serve_max_connections = Setting(
+        "1000", _int(1, 100000),
+        "dip-edge serve: most connections at once (capped by the open-file limit less 64); "
+        "when full, the longest unfinished or idle one is closed for a new one.", "1000")
     aia_fetch = Setting(
         "", _bool,
         "Fetch a missing intermediate from the leaf's AIA caIssuers URL (allow-listed "

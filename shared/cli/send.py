@@ -33,6 +33,20 @@ def _read(path: str, what: str) -> bytes:
         raise UsageError(f"cannot read {what} {path}: {exc.strerror}") from None
 
 
+def _tls_alert(exc: BaseException) -> str | None:
+    """The TLS alert the server sent (e.g. ``TLSV13_ALERT_CERTIFICATE_REQUIRED``), if one is
+    behind ``exc``; None for anything else (our own verification of the server included)."""
+    import ssl
+
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, ssl.SSLError) and "ALERT" in (exc.reason or ""):
+            return exc.reason
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
     import ssl
 
@@ -69,6 +83,13 @@ def run(args: argparse.Namespace) -> int:
         with httpx.Client(verify=context, timeout=args.timeout) as client:
             response = client.post(args.url, content=body, headers=headers)
     except httpx.HTTPError as exc:
+        alert = _tls_alert(exc)
+        if alert:
+            # The server answered, with a TLS alert: a refusal (say, of our certificate),
+            # which retrying will not change.
+            print(f"dip-edge send: {args.url} refused the TLS handshake: {alert}",
+                  file=sys.stderr)
+            return EXIT_INVALID
         print(f"dip-edge send: {args.url} unreachable: {type(exc).__name__}: {exc}",
               file=sys.stderr)
         return EXIT_UNAVAILABLE

@@ -1,4 +1,5 @@
-"""``dip-edge serve``: run the function app locally over HTTPS, client certificates required."""
+"""``dip-edge serve``: run the function app locally over HTTPS, client certificates required
+(and, as on App Service, any accepted: the functions decide)."""
 
 from __future__ import annotations
 
@@ -28,11 +29,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="port (default 8443; 0 picks a free one and prints it)")
     parser.add_argument("--state-dir", help="where the inbox, local secrets and dev "
                         "certificates live (default DIP_EDGE_STATE_DIR or .dip-edge)")
-    parser.add_argument("--quiet", action="store_true", help="log warnings only")
+    parser.add_argument("--verify-client-at-tls", action="store_true",
+                        help="refuse in the TLS handshake a client certificate that does not "
+                        "chain to the dev CA or DIP_CLIENT_TRUST_ANCHORS (App Service accepts "
+                        "any and leaves it to the function)")
+    level = parser.add_mutually_exclusive_group()
+    level.add_argument("--quiet", action="store_true", help="log warnings only")
+    level.add_argument("--debug", action="store_true", help="log everything (query strings "
+                       "and the function key are still never logged)")
 
 
 def _sample_delivery(path: Path) -> None:
     """A one-message delivery to try ``send`` with (written once)."""
+    from shared.private import write_private
+
     if path.exists():
         return
     now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
@@ -44,16 +54,16 @@ def _sample_delivery(path: Path) -> None:
         },
         "CustomBlock": {"note": "sample delivery written by dip-edge serve"},
     }}]
-    path.write_text(json.dumps(delivery, indent=2) + "\n")
+    write_private(path, (json.dumps(delivery, indent=2) + "\n").encode())
 
 
 def _function_key(path: Path) -> str:
     """The local host's function key, made on first run (owner-only file)."""
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as out:
             out.write(secrets.token_urlsafe(32))
+    os.chmod(path, 0o600)  # also one written before, by hand or an older version
     return path.read_text().strip()
 
 
@@ -83,21 +93,27 @@ def _configure_environment(state_dir: Path) -> Path:
 
 def run(args: argparse.Namespace) -> int:
     import function_app
+    from shared.devhost import logredact
     from shared.devhost.devcerts import DevCertPaths
     from shared.devhost.functions import FunctionTable
     from shared.devhost.invoke import start_worker
-    from shared.devhost.server import DevHost, server_tls_context
+    from shared.devhost.server import DevHost, Limits, server_tls_context
     from shared.devhost.workers import background_workers
+    from shared.private import private_dir
+    from shared.problems import MESSAGE_TOO_LARGE, REQUEST_TOO_LARGE
     from shared.settings import get_settings, read_text_setting
 
     if not 0 <= args.port <= 65535:
         raise UsageError(f"--port must be between 0 and 65535, got {args.port}")
-    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    level = logging.WARNING if args.quiet else logging.DEBUG if args.debug else logging.INFO
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # The worker's own records (its indexing summary, a line per invocation) are debugging.
-    logging.getLogger("azure.functions").setLevel(logging.WARNING)
+    logging.getLogger("azure.functions").setLevel(logging.DEBUG if args.debug else logging.WARNING)
     state_dir = Path(args.state_dir or os.environ.get("DIP_EDGE_STATE_DIR") or ".dip-edge")
-    state_dir = state_dir.resolve()
+    state_dir = private_dir(state_dir.resolve())
+    function_key = _function_key(state_dir / "function-key")
+    logredact.install([function_key])
+    _raise_open_file_limit()
     certs = DevCertPaths.in_dir(_configure_environment(state_dir))
     _sample_delivery(state_dir / "sample-delivery.json")
     get_settings.cache_clear()
@@ -105,18 +121,31 @@ def run(args: argparse.Namespace) -> int:
     for error in settings.errors:
         print(f"warning: setting {error}", file=sys.stderr)
 
-    client_cas = [certs.ca.read_text()]
-    for value in (settings.dip_client_trust_anchors, settings.dip_client_intermediates):
-        if value:
-            client_cas.append(read_text_setting(value))
+    client_cas = None
+    if args.verify_client_at_tls:
+        client_cas = [certs.ca.read_text()]
+        for value in (settings.dip_client_trust_anchors, settings.dip_client_intermediates):
+            if value:
+                client_cas.append(read_text_setting(value))
     tls = server_tls_context(str(certs.server_cert), str(certs.server_key), client_cas)
     functions = FunctionTable.load(function_app.app, Path(function_app.__file__).with_name(
         "host.json"))
+    limits = Limits(head_timeout=settings.serve_head_timeout_seconds,
+                    body_timeout=settings.serve_body_timeout_seconds,
+                    idle_timeout=settings.serve_idle_timeout_seconds,
+                    max_connections=settings.serve_max_connections)
+    # Refused from Content-Length before the body is read, with the function's own code.
+    credentials = (settings.credentials_max_body_bytes, REQUEST_TOO_LARGE)
+    body_limits = {"dip_webhook": (settings.webhook_max_body_bytes, MESSAGE_TOO_LARGE),
+                   "credentials": credentials, "credentials_validate": credentials}
+    default = (max(settings.webhook_max_body_bytes, settings.credentials_max_body_bytes),
+               REQUEST_TOO_LARGE)
     worker = start_worker(Path(function_app.__file__).parent)
     try:
         host = DevHost(functions, tls, args.host, args.port,
                        workers=background_workers(settings, functions, worker),
-                       function_key=_function_key(state_dir / "function-key"))
+                       function_key=function_key, limits=limits, body_limits=body_limits,
+                       default_body_limit=default)
     except OSError as exc:
         print(f"dip-edge serve: cannot listen on {args.host}:{args.port}: {exc.strerror}",
               file=sys.stderr)
@@ -126,17 +155,35 @@ def run(args: argparse.Namespace) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     host.start()
-    _print_banner(host, functions, certs, state_dir, worker)
+    _print_banner(host, functions, certs, state_dir, worker,
+                  verify_at_tls=args.verify_client_at_tls)
     stop.wait()
     print("dip-edge serve: stopping", file=sys.stderr, flush=True)
     host.stop()
     return EXIT_OK
 
 
-def _print_banner(host, functions, certs, state_dir: Path, worker) -> None:
+def _raise_open_file_limit() -> None:
+    """Up to the hard limit: each connection is a descriptor, and 1,024 is a common soft one."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = hard if hard != resource.RLIM_INFINITY else 65536
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+        except (ValueError, OSError):
+            pass
+
+
+def _print_banner(host, functions, certs, state_dir: Path, worker, *,
+                  verify_at_tls: bool) -> None:
     url = host.base_url
     tls = f"--cacert {certs.ca} --cert {certs.client_cert} --key {certs.client_key}"
-    lines = [f"dip-edge serve: listening on {url} (TLS 1.2+, client certificate required)",
+    checked = ("verified in the handshake" if verify_at_tls
+               else "any accepted, the functions decide")
+    lines = [f"dip-edge serve: listening on {url} (TLS 1.2+, client certificate required, "
+             f"{checked}; up to {host.max_connections} connections)",
              f"  state: {state_dir} (SQLite inbox, local secrets); dev certificates: "
              f"{certs.directory}",
              "  HTTP functions run in: " + ("Microsoft's Python worker (azure-functions-runtime "

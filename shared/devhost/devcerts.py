@@ -3,18 +3,19 @@
 ``write_dev_certs(directory)`` creates a fresh set (``dip-edge dev-certs``);
 ``ensure_dev_certs(directory)`` creates it only when missing (``dip-edge serve`` on first
 run). Leaf PEM files carry the issuing CA after the leaf, so a TLS client presents the
-whole chain; keys are PKCS#8 PEM, readable by the owner only.
+whole chain; keys are PKCS#8 PEM. The directory is 0700 and every file 0600 (it lives in
+the state directory, which holds nothing for others to read).
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from shared.certs.devpki import Issued, make_dev_pki
+from shared.private import private_dir, write_private
 
 
 @dataclass(frozen=True)
@@ -40,14 +41,6 @@ class DevCertPaths:
                    if f != "directory")
 
 
-def _write(path: Path, data: bytes, *, private: bool = False) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if private else 0o644)
-    with os.fdopen(fd, "wb") as out:
-        out.write(data)
-    os.replace(tmp, path)
-
-
 def _with_chain(issued: Issued) -> bytes:
     chain = [c for c in issued.chain() if c.subject != c.issuer]  # not the root
     return issued.cert_pem() + b"".join(c.public_bytes(Encoding.PEM) for c in chain)
@@ -55,14 +48,14 @@ def _with_chain(issued: Issued) -> bytes:
 
 def write_dev_certs(directory: Path | str) -> DevCertPaths:
     paths = DevCertPaths.in_dir(directory)
-    paths.directory.mkdir(parents=True, exist_ok=True)
+    private_dir(paths.directory)
     pki = make_dev_pki()
-    _write(paths.ca, pki.root.cert_pem())
-    _write(paths.intermediate, pki.intermediate.cert_pem())
+    write_private(paths.ca, pki.root.cert_pem())
+    write_private(paths.intermediate, pki.intermediate.cert_pem())
     for name, issued in (("server", pki.server), ("client", pki.client),
                          ("signer", pki.signer)):
-        _write(getattr(paths, f"{name}_cert"), _with_chain(issued))
-        _write(getattr(paths, f"{name}_key"), issued.key_pem(), private=True)
+        write_private(getattr(paths, f"{name}_cert"), _with_chain(issued))
+        write_private(getattr(paths, f"{name}_key"), issued.key_pem())
     return paths
 
 

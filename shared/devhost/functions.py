@@ -43,7 +43,7 @@ def compile_route(prefix: str, template: str) -> tuple[str, re.Pattern[str]]:
     """The full path and the regex of a Functions route template.
 
     An optional parameter at the end also matches the path without it (and without the
-    slash before it), as the Functions host does.
+    slash before it), as the Functions host does; matching ignores case, as Azure's does.
     """
     segments = [s for s in f"{prefix.strip('/')}/{template.strip('/')}".split("/") if s]
     regex = ""
@@ -60,7 +60,7 @@ def compile_route(prefix: str, template: str) -> tuple[str, re.Pattern[str]]:
         parts.append(re.escape(segment[last:]))
         piece = "/" + "".join(parts)
         regex += f"(?:{piece})?" if optional and segment.startswith("{") else piece
-    return "/" + "/".join(segments), re.compile(regex or "/")
+    return "/" + "/".join(segments), re.compile(regex or "/", re.IGNORECASE)
 
 
 def route_prefix(host_json: Path) -> str:

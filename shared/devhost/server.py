@@ -1,48 +1,85 @@
 """An HTTPS front door like App Service's, dispatching to the functions of ``function_app.py``.
 
-* TLS 1.2+, client certificate required (verified against the given CA certificates);
-  the TLS handshake runs in the connection's thread, so a slow client blocks nobody.
-* Like App Service, it forwards the handshake's client certificate to the function in
-  ``X-ARR-ClientCert`` (base64 DER) and drops any ``X-ARR-ClientCert`` the caller sent.
-* HTTP/1.1 keep-alive; each response is written in one buffer with TCP_NODELAY set, so
-  small responses don't stall on Nagle / delayed ACK.
+* TLS like App Service with ``clientCertMode=Required``: the handshake demands a client
+  certificate and accepts any (expired, self-signed, any issuer; the client still proves it
+  holds the key), and the function gets it in ``X-ARR-ClientCert`` (base64 DER; one sent by
+  the caller is dropped). The functions decide (403 ``clientcert.*``). No certificate: the
+  handshake fails. ``server_tls_context(..., client_cas=[...])`` verifies in the handshake
+  instead. pyOpenSSL, because Python's ``ssl`` cannot require a certificate and accept any
+  (it has no verify callback). TLS 1.2+, Mozilla's "intermediate" ciphers; sessions resume
+  (cache and tickets) with the certificate first presented.
+* Hard to hold down: one thread per connection over a non-blocking socket, every wait
+  bounded by a deadline (handshake, request head, body, keep-alive idle, response write);
+  a bounded number of connections, and when full, the one longest unfinished (handshake,
+  head or body) or idle is closed for the newcomer; a real listen backlog; a body over its
+  route's limit is refused from its ``Content-Length`` before it is read.
+* Strict HTTP/1.1: h11 parses, and the head is checked first for what h11 tolerates (bare
+  CR or LF, obs-fold, ``Transfer-Encoding`` with ``Content-Length``). Every refusal is a
+  problem document and closes the connection.
 * Requests reach the function through :mod:`shared.devhost.invoke` and its answer is
-  written back. Function-level routes need the host's key, as in Azure.
+  written back in one buffer (TCP_NODELAY). Function-level routes need the host's key.
+* Logs never carry a query string (``?code=`` is the function key) nor a traceback for a
+  client's broken TLS.
 * Background workers (see :class:`Worker`) run beside the server and stop with it.
 """
 
 from __future__ import annotations
 
 import base64
+import errno
+import heapq
 import hmac
 import logging
+import re
+import resource
+import select
 import socket
-import ssl
 import threading
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from email.utils import formatdate
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Protocol
 from urllib.parse import parse_qsl, urlsplit
+
+import h11
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+from OpenSSL import SSL, crypto
 
 from shared.devhost.functions import FunctionTable
 from shared.devhost.invoke import HostRequest, invoke_http
 from shared.problems import (
     INTERNAL_ERROR,
     REQUEST_FUNCTION_KEY_REQUIRED,
+    REQUEST_HEADERS_TOO_LARGE,
     REQUEST_MALFORMED,
     REQUEST_METHOD_NOT_ALLOWED,
     REQUEST_NOT_FOUND,
     REQUEST_TOO_LARGE,
+    REQUEST_URI_TOO_LONG,
+    Finding,
+    ProblemType,
     problem_result,
 )
 from shared.web import HttpResult
 
 logger = logging.getLogger("dip_edge.devhost")
 
-HANDSHAKE_TIMEOUT = 10.0
-IDLE_TIMEOUT = 60.0
-MAX_BODY_BYTES = 100 * 1024 * 1024  # the front door's own cap; functions apply theirs
+SERVER_NAME = "dip-edge-devhost"
+# Mozilla's "intermediate" TLS 1.2 list (TLS 1.3 uses OpenSSL's default suites, which are
+# Mozilla's). The DHE suites need DH parameters, which are not loaded: every client of the
+# intermediate profile negotiates ECDHE.
+MOZILLA_INTERMEDIATE_CIPHERS = (
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"
+    "DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384:DHE-RSA-CHACHA20-POLY1305")
+# Descriptors kept for the listener, logs, the inbox, workers: never given to connections.
+FD_RESERVE = 64
+_BARE_CR_OR_LF = re.compile(rb"\r(?!\n)|(?<!\r)\n")
+_EVICTABLE = frozenset({"handshake", "head", "body"})
 
 
 class Worker(Protocol):
@@ -57,177 +94,594 @@ class Worker(Protocol):
     def run(self, stop: threading.Event) -> None: ...
 
 
-def server_tls_context(cert_file: str, key_file: str, client_cas: Iterable[str]) -> ssl.SSLContext:
-    """TLS 1.2+ server context that requires a client certificate issued under ``client_cas``
-    (PEM texts: roots, and intermediates to help build chains)."""
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.load_cert_chain(cert_file, key_file)
-    context.verify_mode = ssl.CERT_REQUIRED
-    context.load_verify_locations(cadata="\n".join(client_cas))
+@dataclass(frozen=True)
+class Limits:
+    """Deadlines (seconds) and sizes of the front door. Kestrel's sizes (the Functions
+    host's server): 8 KiB request line, 32 KiB head."""
+
+    head_timeout: float = 30.0  # a request head unfinished this long after it began
+    body_timeout: float = 60.0  # a body, and a response write, unfinished this long
+    idle_timeout: float = 60.0  # keep-alive: between requests
+    handshake_timeout: float = 10.0
+    max_connections: int = 1000
+    max_request_line: int = 8192
+    max_head_bytes: int = 32768
+    backlog: int = 1024  # the kernel caps it at net.core.somaxconn
+
+
+BodyLimit = tuple[int, ProblemType]  # largest body, and the problem that refuses a larger one
+
+
+def server_tls_context(cert_file: str, key_file: str,
+                       client_cas: Iterable[str] | None = None) -> SSL.Context:
+    """TLS 1.2+ server context requiring a client certificate.
+
+    With ``client_cas`` None (App Service's ``Required``), any certificate is accepted and
+    the function decides; with ``client_cas`` (PEM texts: roots, and intermediates that help
+    build chains), the handshake refuses a certificate that does not chain to them.
+    """
+    context = SSL.Context(SSL.TLS_SERVER_METHOD)
+    context.set_min_proto_version(SSL.TLS1_2_VERSION)
+    context.set_cipher_list(MOZILLA_INTERMEDIATE_CIPHERS.encode())
+    context.set_options(SSL.OP_NO_COMPRESSION | SSL.OP_NO_RENEGOTIATION)
+    context.set_mode(SSL.MODE_RELEASE_BUFFERS)  # idle connections hold no 34 KB buffers
+    context.use_certificate_chain_file(cert_file)
+    context.use_privatekey_file(key_file)
+    context.check_privatekey()
+    # Resumption with a client certificate needs a session ID context; the session (and
+    # the ticket) carries the certificate first presented, forwarded again on resumption.
+    context.set_session_id(b"dip-edge-serve")
+    context.set_session_cache_mode(SSL.SESS_CACHE_SERVER)
+    required = SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT
+    if client_cas is None:
+        context.set_verify(required, lambda _conn, _cert, _errno, _depth, _ok: True)
+        return context
+    store = context.get_cert_store()
+    anchors = []
+    for text in client_cas:
+        for cert in x509.load_pem_x509_certificates(text.encode()):
+            store.add_cert(crypto.X509.from_cryptography(cert))
+            anchors.append(cert)
+    context.set_client_ca_list([crypto.X509.from_cryptography(c).get_subject()
+                                for c in anchors])
+    context.set_verify(required, lambda _conn, _cert, _errno, _depth, ok: bool(ok))
     return context
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    # Don't let a second serve on the same port silently share it.
-    allow_reuse_address = False
+class _Timeout(Exception):
+    pass
 
-    def __init__(self, address: tuple[str, int], tls: ssl.SSLContext,
-                 functions: FunctionTable, function_key: str | None) -> None:
-        if ":" in address[0]:
-            self.address_family = socket.AF_INET6
+
+class _Closed(Exception):
+    """The peer went away (or the connection was evicted) in the middle of something."""
+
+
+class _Refusal(Exception):
+    """Answer ``result`` and close the connection."""
+
+    def __init__(self, result: HttpResult) -> None:
+        super().__init__(result.status)
+        self.result = result
+
+
+def _refuse(finding: Finding) -> _Refusal:
+    return _Refusal(problem_result(finding))
+
+
+def tls_error_reason(exc: Exception) -> str:
+    """One line for an OpenSSL error: its reasons, never a traceback."""
+    if isinstance(exc, SSL.SysCallError):
+        return "the connection was closed" if exc.args and exc.args[0] in (-1, 0) else (
+            errno.errorcode.get(exc.args[0], "socket error") if exc.args else "socket error")
+    errors = exc.args[0] if exc.args and isinstance(exc.args[0], list) else []
+    reasons = [e[2] for e in errors if isinstance(e, tuple) and len(e) == 3 and e[2]]
+    return "; ".join(reasons) or type(exc).__name__
+
+
+class _Connection:
+    """One accepted connection: TLS over a non-blocking socket, every wait with a deadline."""
+
+    def __init__(self, sock: socket.socket, address: tuple, context: SSL.Context) -> None:
+        self.sock = sock
+        self.address = address[0]
+        self.tls = SSL.Connection(context, sock)
+        self.tls.set_accept_state()
+        self.accepted = time.monotonic()
+        self.phase, self.since = "handshake", self.accepted
+        self.evicted = False
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def set_phase(self, phase: str) -> None:
+        self.phase, self.since = phase, time.monotonic()
+
+    def _wait(self, events: int, deadline: float) -> None:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise _Timeout
+        poller = select.poll()  # not select(): descriptors may exceed FD_SETSIZE
+        poller.register(self.sock, events)
+        if not poller.poll(max(1, int(remaining * 1000))):
+            raise _Timeout
+        if self.evicted:
+            raise _Closed
+
+    def _io(self, operation, deadline: float):
+        while True:
+            try:
+                return operation()
+            except SSL.WantReadError:
+                self._wait(select.POLLIN, deadline)
+            except SSL.WantWriteError:
+                self._wait(select.POLLOUT, deadline)
+
+    def handshake(self, deadline: float) -> None:
+        self._io(self.tls.do_handshake, deadline)
+
+    def recv(self, deadline: float) -> bytes:
+        """Up to 64 KiB; b"" when the peer has closed."""
+        try:
+            return self._io(lambda: self.tls.recv(65536), deadline)
+        except SSL.ZeroReturnError:
+            return b""
+        except SSL.SysCallError:
+            return b""  # EOF or reset without close_notify
+
+    def sendall(self, data: bytes, deadline: float) -> None:
+        view = memoryview(data)
+        while view:
+            chunk = view[:65536]
+            sent = self._io(lambda chunk=chunk: self.tls.send(chunk), deadline)
+            view = view[sent:]
+
+    def peer_certificate_der(self) -> bytes | None:
+        cert = self.tls.get_peer_certificate(as_cryptography=True)
+        return cert.public_bytes(Encoding.DER) if cert is not None else None
+
+    def evict(self) -> None:
+        """Wake the connection's thread, which then closes it (called from other threads)."""
+        with self._lock:
+            if self._closed:
+                return
+            self.evicted = True
+            try:
+                self.sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def close(self, *, linger: bool = False) -> None:
+        """Close; with ``linger``, send close_notify and FIN first and discard what the
+        client still sends (for a second at most), so it reads our last answer (or alert)
+        instead of a reset."""
+        if linger and not self.evicted:
+            try:
+                self.tls.shutdown()
+            except (SSL.Error, OSError):
+                pass
+            try:
+                self.sock.shutdown(socket.SHUT_WR)
+                deadline, drained = time.monotonic() + 1.0, 0
+                while drained < 1 << 20:
+                    self._wait(select.POLLIN, deadline)
+                    data = self.sock.recv(65536)
+                    if not data:
+                        break
+                    drained += len(data)
+            except (OSError, _Timeout, _Closed):
+                pass
+        with self._lock:
+            self._closed = True
+            self.sock.close()
+
+
+class _Registry:
+    """The live connections, at most ``capacity``; past it the longest unfinished goes."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._live: set[_Connection] = set()
+        self._lock = threading.Lock()
+        self._warned = 0.0
+
+    def admit(self, connection: _Connection) -> bool:
+        with self._lock:
+            staying = [c for c in self._live if not c.evicted]
+            over = len(staying) + 1 - self.capacity
+            victims = heapq.nsmallest(over, (c for c in staying if c.phase in _EVICTABLE),
+                                      key=lambda c: c.since) if over > 0 else []
+            admitted = len(victims) >= over
+            if admitted:
+                self._live.add(connection)
+        for victim in victims:
+            victim.evict()
+        if over > 0:
+            self._warn(admitted)
+        return admitted
+
+    def evict_oldest(self) -> None:
+        with self._lock:
+            candidates = [c for c in self._live if not c.evicted and c.phase in _EVICTABLE]
+            victim = min(candidates, key=lambda c: c.since, default=None)
+        if victim is not None:
+            victim.evict()
+
+    def _warn(self, admitted: bool) -> None:
+        now = time.monotonic()
+        if now - self._warned >= 60:  # once a minute, not once per connection
+            self._warned = now
+            logger.warning("%d connections (the limit): %s", self.capacity,
+                           "closing the longest unfinished ones for new ones" if admitted
+                           else "all busy, refusing new ones")
+
+    def remove(self, connection: _Connection) -> None:
+        with self._lock:
+            self._live.discard(connection)
+
+    def all(self) -> list[_Connection]:
+        with self._lock:
+            return list(self._live)
+
+
+def connection_capacity(configured: int) -> int:
+    """``configured``, capped by the descriptors this process may open (less a reserve)."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return configured
+    return max(1, min(configured, soft - FD_RESERVE))
+
+
+def check_head(head: bytes, limits: Limits, *, complete: bool) -> Finding | None:
+    """What is wrong with a (possibly partial) request head that h11 would let through,
+    or that must be answered with 414/431."""
+    first_end = head.find(b"\r\n")
+    if (first_end if first_end >= 0 else len(head)) > limits.max_request_line:
+        return REQUEST_URI_TOO_LONG(
+            f"The request line is longer than {limits.max_request_line} bytes.")
+    if len(head) > limits.max_head_bytes:
+        return REQUEST_HEADERS_TOO_LARGE(
+            f"The request head is larger than {limits.max_head_bytes} bytes.")
+    scanned = head if complete or not head.endswith(b"\r") else head[:-1]
+    if _BARE_CR_OR_LF.search(scanned):
+        return REQUEST_MALFORMED("A line of the request head has a bare CR or LF; lines end "
+                                 "with CRLF (RFC 9112 2.2).")
+    if complete and any(line[:1] in (b" ", b"\t") for line in head.split(b"\r\n")[1:-2]):
+        return REQUEST_MALFORMED("The request head has a folded header line (obs-fold, "
+                                 "RFC 9112 5.2).")
+    return None
+
+
+class _Server:
+    def __init__(self, address: tuple[str, int], tls: SSL.Context, functions: FunctionTable,
+                 function_key: str | None, limits: Limits,
+                 body_limits: Mapping[str, BodyLimit], default_body_limit: BodyLimit) -> None:
+        family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+        self.listener = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            self.listener.bind(address)  # no SO_REUSEADDR: a second serve must not share it
+            self.listener.listen(limits.backlog)
+        except OSError:
+            self.listener.close()
+            raise
+        self.listener.setblocking(False)
+        self.address = self.listener.getsockname()
         self.tls = tls
         self.functions = functions
         self.function_key = function_key
-        super().__init__(address, _Handler)
+        self.limits = limits
+        self.body_limits = dict(body_limits)
+        self.default_body_limit = default_body_limit
+        self.registry = _Registry(connection_capacity(limits.max_connections))
+        self.stopping = threading.Event()
 
-    def finish_request(self, request, client_address) -> None:
-        request.settimeout(HANDSHAKE_TIMEOUT)
-        request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        try:
-            connection = self.tls.wrap_socket(request, server_side=True)
-        except (ssl.SSLError, OSError) as exc:
-            logger.info("TLS handshake with %s failed: %s", client_address[0],
-                        getattr(exc, "reason", None) or type(exc).__name__)
+    # -- accepting -------------------------------------------------------------------------
+
+    def accept_forever(self) -> None:
+        poller = select.poll()
+        poller.register(self.listener, select.POLLIN)
+        while not self.stopping.is_set():
+            if not poller.poll(100):
+                continue
+            while not self.stopping.is_set():  # drain a burst in one wake-up
+                try:
+                    sock, address = self.listener.accept()
+                except BlockingIOError:
+                    break
+                except OSError as exc:
+                    if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                        # Out of descriptors: make room, and let the evicted thread close.
+                        self.registry.evict_oldest()
+                        self.registry._warn(True)
+                        self.stopping.wait(0.01)
+                    break
+                self._start(sock, address)
+
+    def _start(self, sock: socket.socket, address: tuple) -> None:
+        sock.setblocking(False)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        connection = _Connection(sock, address, self.tls)
+        if not self.registry.admit(connection):
+            sock.close()
             return
         try:
-            self.RequestHandlerClass(connection, client_address, self)
-        finally:
+            threading.Thread(target=self._serve, args=(connection,), daemon=True,
+                             name="devhost-connection").start()
+        except RuntimeError:  # no more threads
+            self.registry.remove(connection)
             connection.close()
 
+    def stop(self) -> None:
+        self.stopping.set()
+        for connection in self.registry.all():
+            connection.evict()
+        self.listener.close()
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server_version = "dip-edge-devhost"
-    sys_version = ""
-    timeout = IDLE_TIMEOUT
-    server: _Server
+    # -- one connection --------------------------------------------------------------------
 
-    def __getattr__(self, name: str):
-        # Every method, declared or not (QUERY, TRACE...), goes through the route table,
-        # which answers an undeclared one with a 405 problem document, as the host does.
-        if name.startswith("do_"):
-            return self._dispatch
-        raise AttributeError(name)
+    def _serve(self, connection: _Connection) -> None:
+        linger = False
+        try:
+            try:
+                connection.handshake(connection.accepted + self.limits.handshake_timeout)
+            except SSL.Error as exc:
+                logger.info("TLS handshake with %s failed: %s", connection.address,
+                            tls_error_reason(exc))
+                linger = True  # so the client reads the alert
+                return
+            peer = connection.peer_certificate_der()
+            client_cert = base64.b64encode(peer).decode() if peer else None
+            buffered, first = b"", True
+            while not self.stopping.is_set():
+                try:
+                    buffered = self._exchange(connection, client_cert, buffered, first)
+                except _Refusal as refusal:
+                    self._write_problem(connection, refusal.result)
+                    linger = True
+                    return
+                if buffered is None:
+                    return
+                first = False
+        except _Timeout:
+            logger.debug("connection from %s: %s deadline passed, closed", connection.address,
+                         connection.phase)
+        except _Closed:
+            logger.debug("connection from %s closed during %s", connection.address,
+                         connection.phase)
+        except SSL.Error as exc:
+            logger.info("TLS error with %s: %s", connection.address, tls_error_reason(exc))
+        except OSError as exc:
+            logger.info("connection from %s: %s", connection.address,
+                        errno.errorcode.get(exc.errno or 0, type(exc).__name__))
+        except Exception as exc:  # noqa: BLE001 - one connection must not take the host down
+            logger.error("connection from %s failed: %s", connection.address,
+                         type(exc).__name__)
+        finally:
+            self.registry.remove(connection)
+            try:
+                connection.close(linger=linger)
+            except OSError:
+                pass
 
-    def log_message(self, format: str, *args) -> None:  # noqa: A002 - base class signature
-        logger.debug(format, *args)
+    def _read_head(self, connection: _Connection, buffered: bytes,
+                   first: bool) -> tuple[bytes, bytes] | None:
+        """(head, what follows it), or None when the client closed between requests."""
+        limits = self.limits
+        connection.set_phase("head")
+        deadline = (connection.accepted + limits.head_timeout if first
+                    else time.monotonic() + limits.idle_timeout)
+        started = False
+        while True:
+            # RFC 9112 2.2: empty lines before a request line are ignored.
+            buffered = buffered.lstrip(b"\r\n") if buffered[:1] in (b"\r", b"\n") else buffered
+            if buffered and not started:
+                started = True
+                deadline = min(deadline, time.monotonic() + limits.head_timeout)
+            end = buffered.find(b"\r\n\r\n")
+            head = buffered if end < 0 else buffered[:end + 4]
+            problem = check_head(head, limits, complete=end >= 0)
+            if problem is not None:
+                raise _refuse(problem)
+            if end >= 0:
+                return head, buffered[end + 4:]
+            data = connection.recv(deadline)
+            if not data:
+                if buffered:
+                    raise _Closed
+                return None
+            buffered += data
 
-    def _dispatch(self) -> None:
-        target = urlsplit(self.path)
-        matches = self.server.functions.resolve(target.path)
-        if not matches:
-            self._problem(problem_result(REQUEST_NOT_FOUND(f"Nothing is served at {target.path}.")))
-            return
-        chosen = next(((r, p) for r, p in matches if self.command in r.methods), None)
-        if chosen is None:
-            allowed = ", ".join(sorted({m for r, _ in matches for m in r.methods}))
-            result = problem_result(REQUEST_METHOD_NOT_ALLOWED(
-                f"{target.path} accepts {allowed}, not {self.command}."))
-            self._problem(HttpResult(result.status, result.body, {**result.headers,
-                                                                  "Allow": allowed}))
-            return
-        route, route_params = chosen
-        if not self._authorized(route, target.query):
-            self._problem(problem_result(REQUEST_FUNCTION_KEY_REQUIRED(
-                f"{target.path} needs the function key, in x-functions-key or ?code=.")))
-            return
-        body = self._read_body()
-        if body is None:
-            return
-        headers = {k: v for k, v in self.headers.items() if k.lower() != "x-arr-clientcert"}
-        peer = self.connection.getpeercert(binary_form=True)
-        if peer:
-            headers["X-ARR-ClientCert"] = base64.b64encode(peer).decode()
+    def _exchange(self, connection: _Connection, client_cert: str | None, buffered: bytes,
+                  first: bool) -> bytes | None:
+        """Serve one request; what was read past it, or None to close quietly."""
+        got = self._read_head(connection, buffered, first)
+        if got is None:
+            return None
+        head, rest = got
+        parser = h11.Connection(h11.SERVER, max_incomplete_event_size=len(head) + 1)
+        parser.receive_data(head)
+        try:
+            event = parser.next_event()
+        except h11.RemoteProtocolError as exc:
+            raise _refuse(REQUEST_MALFORMED(
+                f"The request head is not valid HTTP/1.1: {str(exc).split(':')[0]}.")) from None
+        if not isinstance(event, h11.Request):
+            raise _refuse(REQUEST_MALFORMED("The request head is incomplete."))
+        names = {name for name, _ in event.headers}
+        if b"transfer-encoding" in names and b"content-length" in names:
+            raise _refuse(REQUEST_MALFORMED(
+                "Transfer-Encoding and Content-Length together (RFC 9112 6.1)."))
+        try:
+            method, target = event.method.decode("ascii"), event.target.decode("ascii")
+        except UnicodeDecodeError:
+            raise _refuse(REQUEST_MALFORMED("The request target is not ASCII.")) from None
+        parts = urlsplit(target)
+        route, route_params = self._route(method, parts.path, parts.query, event)
+        headers: dict[str, str] = {}
+        for name, value in event.headers.raw_items():
+            key = name.decode("latin-1")
+            if key.lower() == "x-arr-clientcert":  # only the handshake's certificate counts
+                continue
+            text = value.decode("latin-1")
+            existing = next((k for k in headers if k.lower() == key.lower()), None)
+            if existing is None:
+                headers[key] = text
+            else:
+                headers[existing] += ", " + text
+        if client_cert:
+            headers["X-ARR-ClientCert"] = client_cert
+        body, leftover = self._read_body(connection, parser, event, rest, route,
+                                        parts.path)
         # An absolute-form target (RFC 9112 3.2.2) names the host itself.
-        host = (target.netloc or self.headers.get("Host")
-                or "{}:{}".format(*self.server.server_address[:2]))
-        path = target.path + (f"?{target.query}" if target.query else "")
-        request = HostRequest(method=self.command, url=f"https://{host}{path}",
-                              headers=headers, params=dict(parse_qsl(target.query)),
-                              route_params=route_params, body=body)
+        host = parts.netloc or next(v for k, v in headers.items() if k.lower() == "host")
+        path = parts.path + (f"?{parts.query}" if parts.query else "")
+        request = HostRequest(method=method, url=f"https://{host}{path}", headers=headers,
+                              params=dict(parse_qsl(parts.query)), route_params=route_params,
+                              body=body)
+        connection.set_phase("busy")
         try:
             response = invoke_http(route, request)
+            status, out_headers, out_body = response.status, dict(response.headers), \
+                response.body
         except Exception as exc:  # noqa: BLE001 - the host must answer whatever happens
             logger.error("function %s raised %s", route.name, type(exc).__name__)
             result = problem_result(INTERNAL_ERROR("The function failed; see the host's log."))
-            self._write(result.status, result.headers, result.body)
-            return
-        logger.info("%s %s -> %d", self.command, target.path, response.status)
-        self._write(response.status, dict(response.headers), response.body)
+            status, out_headers, out_body = result.status, dict(result.headers), result.body
+        logger.info("%s %s -> %d", method, parts.path, status)
+        keep_alive = self._respond(connection, parser, status, out_headers, out_body, method)
+        return leftover if keep_alive else None
 
-    def _authorized(self, route, query: str) -> bool:
-        """Function-level routes need the host's key, as in Azure (anonymous ones don't)."""
-        key = self.server.function_key
-        if key is None or route.auth_level.upper() == "ANONYMOUS":
-            return True
-        offered = self.headers.get("x-functions-key") or dict(parse_qsl(query)).get("code", "")
-        return hmac.compare_digest(offered.encode(), key.encode())
+    def _route(self, method: str, path: str, query: str, event: h11.Request):
+        matches = self.functions.resolve(path)
+        if not matches:
+            raise _refuse(REQUEST_NOT_FOUND(f"Nothing is served at {path}."))
+        chosen = next(((r, p) for r, p in matches if method in r.methods), None)
+        if chosen is None:
+            allowed = ", ".join(sorted({m for r, _ in matches for m in r.methods}))
+            result = problem_result(REQUEST_METHOD_NOT_ALLOWED(
+                f"{path} accepts {allowed}, not {method}."))
+            raise _Refusal(HttpResult(result.status, result.body,
+                                      {**result.headers, "Allow": allowed}))
+        route, params = chosen
+        key = self.function_key
+        if key is not None and route.auth_level.upper() != "ANONYMOUS":
+            offered = next((v.decode("latin-1") for k, v in event.headers
+                            if k == b"x-functions-key"), None)
+            if offered is None:
+                offered = dict(parse_qsl(query)).get("code", "")
+            if not hmac.compare_digest(offered.encode(), key.encode()):
+                raise _refuse(REQUEST_FUNCTION_KEY_REQUIRED(
+                    f"{path} needs the function key, in x-functions-key or ?code=."))
+        return route, params
 
-    def _read_body(self) -> bytes | None:
-        if self.headers.get("Transfer-Encoding"):
-            self._problem(HttpResult(411, b"Length Required\n", {"Content-Type": "text/plain"}))
-            return None
-        raw = self.headers.get("Content-Length", "0")
+    def _read_body(self, connection: _Connection, parser: h11.Connection,
+                   request: h11.Request, rest: bytes, route, path: str) -> tuple[bytes, bytes]:
+        limit, too_large = self.body_limits.get(route.name, self.default_body_limit)
+        # h11 has checked that Content-Length is digits and one value.
+        declared = next((int(v) for k, v in request.headers if k == b"content-length"), None)
+        if declared is not None and declared > limit:
+            raise _refuse(too_large(f"The body is {declared} bytes; {path} accepts at most "
+                                    f"{limit}."))
+        connection.set_phase("body")
+        deadline = time.monotonic() + self.limits.body_timeout
+        if parser.they_are_waiting_for_100_continue:
+            connection.sendall(parser.send(h11.InformationalResponse(status_code=100,
+                                                                     headers=[])), deadline)
+        if rest:  # (b"" would tell h11 the client closed)
+            parser.receive_data(rest)
+        chunks, size = [], 0
+        while True:
+            try:
+                event = parser.next_event()
+            except h11.RemoteProtocolError:
+                raise _refuse(REQUEST_MALFORMED(
+                    "The body does not follow its framing (Content-Length or chunked)."
+                )) from None
+            if event is h11.NEED_DATA:
+                data = connection.recv(deadline)
+                if not data:
+                    # A truncated request is never passed on, and there is nobody to answer.
+                    logger.info("%s: the client closed after %d body bytes", path, size)
+                    raise _Closed
+                parser.receive_data(data)
+            elif isinstance(event, h11.Data):
+                size += len(event.data)
+                if size > limit:
+                    raise _refuse(too_large(f"The body is over {limit} bytes, the most "
+                                            f"{path} accepts."))
+                chunks.append(event.data)
+            elif isinstance(event, h11.EndOfMessage):
+                return b"".join(chunks), parser.trailing_data[0]
+
+    def _respond(self, connection: _Connection, parser: h11.Connection, status: int,
+                 headers: dict[str, str], body: bytes, method: str) -> bool:
+        """Write the function's answer; whether the connection stays open."""
+        fields = [("Server", SERVER_NAME), ("Date", formatdate(usegmt=True)),
+                  ("Content-Length", str(len(body)))]
+        fields += [(k, v) for k, v in headers.items()
+                   if k.lower() not in ("content-length", "transfer-encoding", "connection",
+                                        "date", "server")]
         try:
-            length = int(raw)
-            if length < 0:
-                raise ValueError
-        except ValueError:
-            self._problem(problem_result(REQUEST_MALFORMED("Content-Length is not a number.")))
-            return None
-        if length > MAX_BODY_BYTES:
-            self._problem(problem_result(REQUEST_TOO_LARGE(
-                f"The body is {length} bytes; this host accepts at most {MAX_BODY_BYTES}.")))
-            return None
-        body = self.rfile.read(length) if length else b""
-        if len(body) < length:
-            # The client closed before the end of its body: a truncated request is never
-            # passed on, and there is nobody to answer.
-            logger.info("%s %s: the client closed after %d of %d body bytes", self.command,
-                        urlsplit(self.path).path, len(body), length)
-            self.close_connection = True
-            return None
-        return body
+            payload = parser.send(h11.Response(status_code=status, headers=fields,
+                                               reason=_reason(status)))
+            if method != "HEAD":
+                payload += parser.send(h11.Data(data=body))
+            payload += parser.send(h11.EndOfMessage())
+        except h11.LocalProtocolError:
+            logger.error("the function's answer is not valid HTTP (status %d)", status)
+            result = problem_result(INTERNAL_ERROR("The function's answer could not be sent."))
+            self._write_problem(connection, result)
+            return False
+        connection.sendall(payload, time.monotonic() + self.limits.body_timeout)
+        return parser.our_state is h11.DONE and parser.their_state is h11.DONE
 
-    def _problem(self, result: HttpResult) -> None:
-        # The body was not read: the connection can't be reused (_write says so).
-        self.close_connection = True
-        self._write(result.status, result.headers, result.body)
-
-    def _write(self, status: int, headers: dict[str, str], body: bytes) -> None:
+    def _write_problem(self, connection: _Connection, result: HttpResult) -> None:
+        logger.info("refused a request from %s: %d", connection.address, result.status)
+        lines = [f"HTTP/1.1 {result.status} {_reason(result.status).decode()}",
+                 f"Server: {SERVER_NAME}", f"Date: {formatdate(usegmt=True)}",
+                 f"Content-Length: {len(result.body)}", "Connection: close"]
+        lines += [f"{k}: {v}" for k, v in result.headers.items()
+                  if k.lower() not in ("content-length", "connection")]
+        payload = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + result.body
+        connection.set_phase("busy")
         try:
-            reason = HTTPStatus(status).phrase
-        except ValueError:
-            reason = ""
-        lines = [f"HTTP/1.1 {status} {reason}", f"Server: {self.server_version}",
-                 f"Date: {self.date_time_string()}", f"Content-Length: {len(body)}"]
-        lines += [f"{k}: {v}" for k, v in headers.items() if k.lower() != "content-length"]
-        if self.close_connection:
-            lines.append("Connection: close")
-        payload = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-        self.wfile.write(payload + (b"" if self.command == "HEAD" else body))
+            connection.sendall(payload, time.monotonic() + self.limits.handshake_timeout)
+        except (SSL.Error, OSError, _Timeout, _Closed):
+            pass
+
+
+def _reason(status: int) -> bytes:
+    try:
+        return HTTPStatus(status).phrase.encode()
+    except ValueError:
+        return b""
 
 
 class DevHost:
-    """``DevHost(functions, tls, host, port, workers=..., function_key=...)``; ``start()``,
-    then ``stop()``.
+    """``DevHost(functions, tls, host, port, workers=..., function_key=..., limits=...,
+    body_limits=...)``; ``start()``, then ``stop()``.
 
     Binding happens in the constructor, so with ``port=0`` :attr:`port` is the port
     the system picked. With a ``function_key``, functions whose auth level is not
     anonymous answer 401 unless the request carries it (``x-functions-key`` or ``?code=``).
+    ``body_limits`` maps function names to their largest body (and the problem refusing a
+    larger one); other functions get ``default_body_limit``.
     """
 
-    def __init__(self, functions: FunctionTable, tls: ssl.SSLContext, host: str = "127.0.0.1",
+    def __init__(self, functions: FunctionTable, tls: SSL.Context, host: str = "127.0.0.1",
                  port: int = 8443, *, workers: Sequence[Worker] = (),
-                 function_key: str | None = None) -> None:
-        self._server = _Server((host, port), tls, functions, function_key)
+                 function_key: str | None = None, limits: Limits = Limits(),
+                 body_limits: Mapping[str, BodyLimit] | None = None,
+                 default_body_limit: BodyLimit = (4 * 1024 * 1024, REQUEST_TOO_LARGE)) -> None:
+        self._server = _Server((host, port), tls, functions, function_key, limits,
+                               body_limits or {}, default_body_limit)
         self.host = host
-        self.port = self._server.server_address[1]
+        self.port = self._server.address[1]
         self.workers = list(workers)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+
+    @property
+    def max_connections(self) -> int:
+        return self._server.registry.capacity
 
     @property
     def base_url(self) -> str:
@@ -235,9 +689,8 @@ class DevHost:
         return f"https://[{shown}]:{self.port}" if ":" in shown else f"https://{shown}:{self.port}"
 
     def start(self) -> None:
-        # A short poll interval: stop() returns within it.
-        serve = threading.Thread(target=self._server.serve_forever, args=(0.1,),
-                                 name="devhost-http", daemon=True)
+        serve = threading.Thread(target=self._server.accept_forever, name="devhost-accept",
+                                 daemon=True)
         serve.start()
         self._threads.append(serve)
         for worker in self.workers:
@@ -254,7 +707,6 @@ class DevHost:
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()
-        self._server.shutdown()
-        self._server.server_close()
+        self._server.stop()
         for thread in self._threads:
             thread.join(timeout)

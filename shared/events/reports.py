@@ -21,6 +21,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Protocol
 
+from shared.private import private_dir
 from shared.settings import Settings
 
 _NAME = re.compile(r"^[A-Za-z0-9._=-]+(/[A-Za-z0-9._=-]+)*$")
@@ -133,7 +134,7 @@ class DirectoryReports:
 
     @staticmethod
     def _write_temp(path: Path, document: Any) -> Path:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(path.parent)
         fd, temp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
         with os.fdopen(fd, "wb") as handle:
             handle.write(_encode(document))

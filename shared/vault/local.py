@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
+from shared.private import private_dir
 from shared.problems import (
     CONFIG_INVALID,
     SECRET_NOT_FOUND,
@@ -74,8 +75,7 @@ class LocalSecretStore:
                     "created": created.isoformat()}
         try:
             for directory in (self.root, folder, folder / "versions"):
-                directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-                directory.chmod(0o700)  # also tightens a directory made before
+                private_dir(directory)  # also tightens a directory made before
             _atomic_write(folder / "versions" / f"{version}.json", json.dumps(document))
             _atomic_write(folder / "latest", version)
         except OSError as exc:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from shared.dip.envelope import Message
 from shared.dip.inbox import Receipt, StoredMessage
+from shared.private import private_dir, private_file
 from shared.problems import INBOX_UNAVAILABLE, DipEdgeError
 
 SCHEMA = """
@@ -63,7 +64,10 @@ class SqliteInbox:
         self._lock = threading.Lock()
         try:
             if self.path != ":memory:":
-                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+                # Owner-only whatever the umask; SQLite gives its -wal and -shm files the
+                # database file's mode.
+                private_dir(Path(self.path).parent)
+                private_file(self.path)
             # isolation_level=None: we issue BEGIN/COMMIT ourselves.
             self._db = sqlite3.connect(self.path, check_same_thread=False,
                                        isolation_level=None, timeout=busy_timeout_ms / 1000)
