@@ -513,7 +513,14 @@ class _Server:
             method, target = event.method.decode("ascii"), event.target.decode("ascii")
         except UnicodeDecodeError:
             raise _refuse(REQUEST_MALFORMED("The request target is not ASCII.")) from None
-        parts = urlsplit(target)
+        # (The query is redacted by serve's log filter, like every URL's, whoever logs it.)
+        logger.debug("%s: %s %s HTTP/%s", connection.address, method, target,
+                     event.http_version.decode())
+        if target.startswith(("http://", "https://")):
+            parts = urlsplit(target)  # absolute-form (RFC 9112 3.2.2)
+        else:  # origin-form: "//x/y" is a path, not a host
+            path, _, query = target.partition("#")[0].partition("?")
+            parts = urlsplit("")._replace(path=path, query=query)
         route, route_params = self._route(method, parts.path, parts.query, event)
         headers: dict[str, str] = {}
         for name, value in event.headers.raw_items():
