@@ -171,8 +171,10 @@ def _in_process(pki, tmp: Path) -> list[Figure]:
 class _NullInbox:
     """Stores nothing: isolates the handler's own cost from the storage engine's."""
 
-    def store(self, messages, receipt) -> list[bool]:
-        return [True] * len(messages)
+    def store(self, messages, receipt):
+        from shared.dip.inbox import NEW, StoreResult
+
+        return StoreResult(tuple(m.transaction_id for m in messages), (NEW,) * len(messages))
 
     def close(self) -> None:
         pass
@@ -205,29 +207,36 @@ def _inbox_latency(tmp: Path) -> list[Figure]:
                       sqlite_t * 1e3, "ms", "SQLite in memory", memory_t * 1e3, RUNS)]
     azurite = start_azurite()
     try:
-        blob = BlobInbox.connect(azurite.connection_string, "bench", "bench")
+        blob = BlobInbox.connect(azurite.connection_string, "bench", "bench", "bench")
         blob_t = latency(blob)
-        figures.append(Figure(AREA, "inbox write, Blob + queue pointer (Azurite), 1 message",
+        figures.append(Figure(AREA, "inbox write, Blob inbox (Azurite), 1 message",
                               blob_t * 1e3, "ms", "SQLite WAL FULL", sqlite_t * 1e3, RUNS,
-                              "blob create-only + queue send + metadata marker"))
+                              "blob + index entity + queue pointer + marker"))
     finally:
         azurite.stop()
     return figures
 
 
 def _through_serve(tmp: Path) -> list[Figure]:
+    return serve_rates(tmp / "serve", ((1, 300), (8, 60)), {})
+
+
+def serve_rates(state: Path, shapes, env: dict[str, str], *, label: str = "") -> list[Figure]:
+    """Deliveries per second through ``dip-edge serve`` (``env`` added to its environment,
+    e.g. the Blob inbox's settings) for each (connections, deliveries per connection),
+    against GET /api/health on the same connections."""
     import httpx
     from cryptography import x509
     from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
     from shared.dip.signature import sign_request
 
-    state = tmp / "serve"
     process = subprocess.Popen(
         [str(Path(sys.executable).with_name("dip-edge")), "serve", "--port", "0",
          "--state-dir", str(state), "--quiet"],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-        env={k: v for k, v in os.environ.items() if not k.startswith(("DIP_", "INBOX_"))})
+        env={**{k: v for k, v in os.environ.items() if not k.startswith(("DIP_", "INBOX_"))},
+             **env})
     try:
         while "listening on" not in (line := process.stdout.readline()):
             if not line:
@@ -282,11 +291,11 @@ def _through_serve(tmp: Path) -> list[Figure]:
             return connections * per_connection / elapsed
 
         figures = []
-        for connections, per in ((1, 300), (8, 60)):
+        for connections, per in shapes:
             samples = [rate(connections, per, False) for _ in range(3)]
             health = [rate(connections, per, True) for _ in range(3)]
             figures.append(Figure(
-                AREA, f"deliveries through serve, 5 KB, keep-alive mTLS, {connections} "
+                AREA, f"deliveries through serve{label}, 5 KB, keep-alive mTLS, {connections} "
                       f"connection{'s' if connections > 1 else ''}",
                 statistics.median(samples), "per s", "GET /api/health, same set-up",
                 statistics.median(health), 3,

@@ -156,6 +156,7 @@ var dataStorageName = take(toLower('st${baseName}${suffix}'), 24)
 // Containers and queues (their names are also the apps' settings below).
 var inboxContainerName = 'dip-inbox'
 var inboxQueueName = 'dip-inbox'
+var inboxTableName = 'dipinbox'
 var eventsQueueName = 'dip-edge-events'
 var uploadsContainerName = 'pfx-uploads'
 var reportsContainerName = 'validation-reports'
@@ -189,6 +190,9 @@ var webhookOnlySettings = {
   INBOX_STORAGE: storage.outputs.blobEndpoint
   INBOX_CONTAINER: inboxContainerName
   INBOX_QUEUE: inboxQueueName
+  INBOX_TABLE: inboxTableName
+  // The whole store of one delivery, retries included; past it 503 inbox.unavailable.
+  INBOX_TIMEOUT_SECONDS: '10'
   DIP_SIGNATURE_MODE: 'required'
   DIP_SIGNATURE_MAX_SKEW_SECONDS: '300'
   // The signed URL is rebuilt from the name the DIP calls; empty: taken from the request.
@@ -260,6 +264,9 @@ module storage 'modules/storage.bicep' = {
       inboxQueueName
       eventsQueueName
       '${eventsQueueName}-poison'
+    ]
+    tableNames: [
+      inboxTableName
     ]
   }
 }
@@ -342,6 +349,7 @@ module access 'modules/access.bicep' = {
     opsPrincipalId: opsApp.outputs.principalId
     inboxContainerName: inboxContainerName
     inboxQueueName: inboxQueueName
+    inboxTableName: inboxTableName
     eventsQueueName: eventsQueueName
     uploadsContainerName: uploadsContainerName
     reportsContainerName: reportsContainerName

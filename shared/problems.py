@@ -163,6 +163,12 @@ MESSAGE_MALFORMED_JSON = _define("message.malformed_json", "The body is not vali
 MESSAGE_INVALID_ENVELOPE = _define(
     "message.invalid_envelope", "The body is not a valid DIP delivery", 400
 )
+# A warning: a stored transaction ID delivered again with different bytes (acknowledged,
+# the copy kept beside the original for audit).
+MESSAGE_CONFLICTING_REDELIVERY = _define(
+    "message.conflicting_redelivery",
+    "A stored transaction ID was delivered again with different content", 200
+)
 
 # Storage.
 INBOX_UNAVAILABLE = _define(

@@ -151,6 +151,14 @@ def _host_list(value: str) -> tuple[str, ...]:
     return tuple(h.strip().lower() for h in value.split(",") if h.strip())
 
 
+def _table_name(value: str) -> str:
+    if not (3 <= len(value) <= 63 and value.isascii() and value.isalnum()
+            and value[0].isalpha()):
+        raise SettingError(f"must be 3-63 letters and digits, starting with a letter, got "
+                           f"{value!r}")
+    return value
+
+
 def _secret_name(value: str) -> str:
     if not value or len(value) > 127 or not all(c.isalnum() or c == "-" for c in value):
         raise SettingError(f"must be 1-127 letters, digits and dashes, got {value!r}")
@@ -299,8 +307,16 @@ class Settings:
         "Storage connection string or account URL (identity-based) for the inbox.")
     inbox_container = Setting("dip-inbox", _text, "Blob container of the inbox.", "dip-inbox")
     inbox_queue = Setting(
-        "dip-inbox", _text, "Queue told about each stored message, for downstream processing.",
-        "dip-inbox")
+        "dip-inbox", _text,
+        "Queue told about each stored delivery (pointers to its new messages), for "
+        "downstream processing.", "dip-inbox")
+    inbox_table = Setting(
+        "dipinbox", _table_name, "Table of the inbox's transaction-ID index (Blob inbox).",
+        "dipinbox")
+    inbox_timeout_seconds = Setting(
+        "10", _float(0.5, 120),
+        "Time budget of one delivery's store, retries included; past it 503 "
+        "inbox.unavailable.", "10")
     dip_client_trust_anchors = Setting(
         "", _pem_or_path,
         "Roots the DIP's client certificate must chain to; default the bundled GlobalSign "

@@ -33,6 +33,7 @@ BUILTIN_ROLES = {
     "Storage Blob Data Reader": "2a2b9908-6ea1-4ae2-8e65-a410df84e7d1",
     "Storage Queue Data Contributor": "974c5e8b-45b9-4653-ba55-5f855dd0fb88",
     "Storage Queue Data Message Sender": "c6a89b2d-59bc-44d0-9896-0f6e12d7b80a",
+    "Storage Table Data Contributor": "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3",
     "Key Vault Secrets Officer": "b86a8fe4-44ce-4948-aee5-eccb2c155cd7",
     "Key Vault Certificate User": "db79e9a7-68ee-4b58-9aeb-b90e7c24fcba",
     "Monitoring Metrics Publisher": "3913510d-42f4-4e42-8a64-420c390055eb",
@@ -311,6 +312,8 @@ def test_containers_and_queues_match_the_settings(main):
     events_queue = variable(main, variable(main, "sharedSettings")["EVENTS_QUEUE"])
     assert variable(main, webhook["INBOX_CONTAINER"]) in containers
     assert variable(main, webhook["INBOX_QUEUE"]) in queues
+    tables = {variable(main, n) for n in params["tableNames"]}
+    assert tables == {variable(main, webhook["INBOX_TABLE"])}
     assert events_queue in queues
     assert f"{events_queue}-poison" in {q.replace("${eventsQueueName}", events_queue)
                                         for q in queues}
@@ -336,10 +339,11 @@ def grants(templates) -> list[tuple[str, str, str, str]]:
                 found.append((path, render(item), ROLE_NAMES.get(guid, guid), scope))
             continue
         if principal.startswith("grant."):  # a loop over a grants list
-            list_name = "containerGrants" if scope.startswith("containers[") else "queueGrants"
+            list_name = {"containers": "containerGrants", "queues": "queueGrants",
+                         "tables": "tableGrants"}[scope.split("[")[0]]
             for item in variable(template, list_name):
                 guid = role_guid(props["roleDefinitionId"], template, item)
-                target = item.get("container") or item.get("queue")
+                target = item.get("container") or item.get("queue") or item.get("table")
                 found.append((path, render(item["principalId"]), ROLE_NAMES.get(guid, guid),
                               f"{list_name[:-6]}:{target}"))
             continue
@@ -370,6 +374,7 @@ def test_webhook_app_may_only_write_the_inbox_and_read_the_package(templates):
         ("Storage Blob Data Contributor", "container:inboxContainerName"),
         ("Storage Blob Data Reader", "container:packagesContainerName"),
         ("Storage Queue Data Message Sender", "queue:inboxQueueName"),
+        ("Storage Table Data Contributor", "table:inboxTableName"),
         ("Monitoring Metrics Publisher", "appInsights"),
     }
     assert not any(role.startswith("Key Vault") for role, _ in webhook)

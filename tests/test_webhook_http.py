@@ -7,6 +7,7 @@ import datetime as dt
 import json
 import logging
 import sqlite3
+import time
 import uuid
 from pathlib import Path
 
@@ -65,7 +66,8 @@ def stored(state: Path) -> list[str]:
 def test_delivery_is_stored_and_acknowledged(env, dip_pki):
     status, doc, response = post(dip_pki, delivery("tx-1", "tx-2"), channel="pub-033")
     assert status == 200, doc
-    assert doc == {"accepted": 2, "duplicates": 0, "transactionIds": ["tx-1", "tx-2"]}
+    assert doc == {"accepted": 2, "duplicates": 0, "conflicts": 0,
+                   "transactionIds": ["tx-1", "tx-2"]}
     assert response.headers["Content-Type"] == "application/json"
     inbox = SqliteInbox(env / "inbox.sqlite3")
     message = inbox.get("tx-1")
@@ -86,11 +88,35 @@ def test_bare_route_has_no_channel(env, dip_pki):
 
 def test_replayed_delivery_is_stored_once_and_acknowledged_twice(env, dip_pki):
     body = delivery("tx-1")
-    assert post(dip_pki, body)[:2] == (200, {"accepted": 1, "duplicates": 0,
+    assert post(dip_pki, body)[:2] == (200, {"accepted": 1, "duplicates": 0, "conflicts": 0,
                                              "transactionIds": ["tx-1"]})
-    assert post(dip_pki, body)[:2] == (200, {"accepted": 0, "duplicates": 1,
+    assert post(dip_pki, body)[:2] == (200, {"accepted": 0, "duplicates": 1, "conflicts": 0,
                                              "transactionIds": ["tx-1"]})
     assert stored(env) == ["tx-1"]
+
+
+def changed(body: bytes) -> bytes:
+    """The same transaction IDs, delivered again with another transactionTimestamp."""
+    return body.replace(b"2026-01-01T10:00:00.000Z", b"2026-01-02T10:00:00.000Z")
+
+
+def test_a_redelivery_with_other_bytes_is_a_conflict_acknowledged_and_warned(
+        env, dip_pki, caplog):
+    caplog.set_level(logging.INFO, logger="dip_edge")
+    assert post(dip_pki, delivery("tx-1", "tx-2"))[1]["accepted"] == 2
+    status, doc, _ = post(dip_pki, changed(delivery("tx-1", "tx-3")))
+    assert (status, doc) == (200, {"accepted": 1, "duplicates": 1, "conflicts": 1,
+                                   "transactionIds": ["tx-1", "tx-3"]})
+    warned = [r for r in caplog.records
+              if getattr(r, "code", None) == "message.conflicting_redelivery"]
+    assert [(r.levelname, r.transaction_id) for r in warned] == [("WARNING", "tx-1")]
+    assert "conflicts=1" in caplog.text
+    inbox = SqliteInbox(env / "inbox.sqlite3")
+    try:
+        assert [c.body for c in inbox.get("tx-1").copies] == [
+            json.dumps(json.loads(changed(delivery("tx-1")))[0]).encode()]
+    finally:
+        inbox.close()
 
 
 def test_charset_utf8_is_accepted(env, dip_pki):
@@ -230,7 +256,7 @@ def test_storage_failing_between_two_messages(env, dip_pki):
     db.execute("DROP TRIGGER fail")
     db.commit()
     db.close()
-    assert post(dip_pki, body)[1] == {"accepted": 2, "duplicates": 0,
+    assert post(dip_pki, body)[1] == {"accepted": 2, "duplicates": 0, "conflicts": 0,
                                       "transactionIds": ["tx-1", "tx-2"]}
     assert post(dip_pki, body)[1]["duplicates"] == 2
     assert stored(env) == ["tx-0", "tx-1", "tx-2"]
@@ -242,7 +268,7 @@ def test_one_log_line_per_delivery_and_no_secrets(env, dip_pki, caplog):
     post(dip_pki, delivery("tx-2"), client=dip_pki.stranger)
     lines = [r.getMessage() for r in caplog.records if r.name == "dip_edge.webhook"]
     assert len(lines) == 2
-    assert "status=200 accepted=1 duplicates=0" in lines[0]
+    assert "status=200 accepted=1 duplicates=0 conflicts=0" in lines[0]
     assert "status=403 code=clientcert.identity_mismatch" in lines[1]
     assert_no_secrets(caplog.text, dip_pki.signer.key_pem(), dip_pki.client.key_pem(),
                       dip_pki.client.cert_der())
@@ -258,37 +284,43 @@ def test_components_are_built_once_per_settings(env, dip_pki):
 
 
 @pytest.mark.azurite
-def test_blob_inbox_through_http_with_storage_failing_between_messages(
-        app_env, dip_pki, azurite, monkeypatch):
-    container = f"http-{uuid.uuid4().hex[:12]}"
-    app_env(**dip_pki.env(INBOX_STORAGE=azurite.connection_string,
-                          INBOX_CONTAINER=container, INBOX_QUEUE=container))
-    state = {"metadata_writes": 0}
+def test_blob_inbox_through_http_with_storage_stalling_mid_delivery(app_env, dip_pki, azurite):
+    """The queue stalls after the blob and the index are written: 503 within the budget,
+    then the DIP's retry completes the delivery, the conflict answers match SQLite's."""
+    from tests.support.azurite import connection_string
+    from tests.support.proxy import TcpProxy
 
-    def suspend_after_first_message(response):
-        request = response.http_request
-        if request.method == "PUT" and "comp=metadata" in request.url:
-            state["metadata_writes"] += 1
-            if state["metadata_writes"] == 1:
-                azurite.suspend()
-
-    # The real BlobInbox on Azurite, with short timeouts and a hook that stops Azurite.
-    monkeypatch.setattr(webhook, "open_inbox", lambda settings: BlobInbox.from_settings(
-        settings, timeout=1.0, retries=0, raw_response_hook=suspend_after_first_message))
+    name = f"http{uuid.uuid4().hex[:12]}"
+    queue = TcpProxy(azurite.queue_port)
+    app_env(**dip_pki.env(
+        INBOX_STORAGE=connection_string(azurite.blob_port, queue.port, azurite.table_port),
+        INBOX_CONTAINER=name, INBOX_TABLE=name, INBOX_QUEUE=name, INBOX_TIMEOUT_SECONDS="2"))
     body = delivery("tx-1", "tx-2")
+    assert post(dip_pki, delivery("tx-0"))[0] == 200  # the container, table and queue exist
+    queue.stall()
+    started = time.monotonic()
     try:
         got, doc, response = post(dip_pki, body, channel="pub-033")
     finally:
-        azurite.resume()
+        queue.heal()
     assert (got, doc["code"]) == (503, "inbox.unavailable")
-    assert "Retry-After" in response.headers
+    assert time.monotonic() - started < 3
+    assert int(response.headers["Retry-After"]) > 0
     assert_no_secrets(json.dumps(doc), azurite.connection_string.split("AccountKey=")[1][:40])
     got, doc, _ = post(dip_pki, body, channel="pub-033")
-    assert got == 200 and doc["transactionIds"] == ["tx-1", "tx-2"]
-    assert doc["duplicates"] >= 1  # tx-1 certainly; tx-2 if Azurite applied it late
-    inbox = BlobInbox.connect(azurite.connection_string, container, container)
-    assert sorted(m.transaction_id for m in inbox.list()) == ["tx-1", "tx-2"]
-    assert {m.channel for m in inbox.list()} == {"pub-033"}
+    assert (got, doc) == (200, {"accepted": 0, "duplicates": 2, "conflicts": 0,
+                                "transactionIds": ["tx-1", "tx-2"]})
+    got, doc, _ = post(dip_pki, changed(delivery("tx-1", "tx-3")), channel="pub-033")
+    assert doc == {"accepted": 1, "duplicates": 1, "conflicts": 1,
+                   "transactionIds": ["tx-1", "tx-3"]}
+    inbox = BlobInbox.connect(azurite.connection_string, name, name, name)
+    try:
+        listed = {m.transaction_id: (m.channel, m.conflicts) for m in inbox.list()}
+        assert listed == {"tx-0": (None, 0), "tx-1": ("pub-033", 1), "tx-2": ("pub-033", 0),
+                          "tx-3": ("pub-033", 0)}
+    finally:
+        inbox.close()
+        queue.close()
 
 
 @pytest.mark.parametrize("channel", ["a\r\nFAKE LOG LINE", "\x1b[31mred", "c" * 257])

@@ -1,5 +1,5 @@
 // Who may do what: every data-plane role the two Function Apps hold, in one place.
-// Storage roles are granted on one container or queue, never on the account; the Key Vault
+// Storage roles are granted on one container, queue or table, never on the account; the Key Vault
 // role goes to the ops app only. (Each app's host storage role is in host-storage.bicep;
 // Event Grid's roles are in events.bicep.)
 
@@ -24,6 +24,9 @@ param inboxContainerName string
 @description('Inbox queue.')
 param inboxQueueName string
 
+@description('Inbox index table (transaction IDs).')
+param inboxTableName string
+
 @description('Events queue (Event Grid writes, the ops app reads).')
 param eventsQueueName string
 
@@ -42,6 +45,7 @@ var roles = {
   storageBlobDataReader: '2a2b9908-6ea1-4ae2-8e65-a410df84e7d1'
   storageQueueDataContributor: '974c5e8b-45b9-4653-ba55-5f855dd0fb88'
   storageQueueDataMessageSender: 'c6a89b2d-59bc-44d0-9896-0f6e12d7b80a'
+  storageTableDataContributor: '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
   keyVaultSecretsOfficer: 'b86a8fe4-44ce-4948-aee5-eccb2c155cd7'
   monitoringMetricsPublisher: '3913510d-42f4-4e42-8a64-420c390055eb'
 }
@@ -122,6 +126,29 @@ resource queues 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-
 resource queueRoles 'Microsoft.Authorization/roleAssignments@2022-04-01' = [for (grant, i) in queueGrants: {
   name: guid(account.id, grant.queue, grant.principalId, grant.roleId)
   scope: queues[i]
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', grant.roleId)
+    principalId: grant.principalId
+    principalType: 'ServicePrincipal'
+  }
+}]
+
+var tableGrants = [
+  // The webhook indexes each message by transaction ID (create, read; never deletes).
+  {
+    principalId: webhookPrincipalId
+    roleId: roles.storageTableDataContributor
+    table: inboxTableName
+  }
+]
+
+resource tables 'Microsoft.Storage/storageAccounts/tableServices/tables@2023-05-01' existing = [for grant in tableGrants: {
+  name: '${storageAccountName}/default/${grant.table}'
+}]
+
+resource tableRoles 'Microsoft.Authorization/roleAssignments@2022-04-01' = [for (grant, i) in tableGrants: {
+  name: guid(account.id, 'table', grant.table, grant.principalId, grant.roleId)
+  scope: tables[i]
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', grant.roleId)
     principalId: grant.principalId

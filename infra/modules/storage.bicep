@@ -1,4 +1,4 @@
-// The data storage account: the DIP inbox (container + queue), the events queue Event Grid
+// The data storage account: the DIP inbox (container, index table and queue), the events queue Event Grid
 // writes to (and its poison queue), the uploads and reports containers, the deployment
 // package and Event Grid's dead letters. Keys are off (allowSharedKeyAccess: false): every
 // client authenticates with Microsoft Entra ID, and each role is granted on one container or
@@ -18,6 +18,9 @@ param containerNames array
 
 @description('Queues to create.')
 param queueNames array
+
+@description('Tables to create.')
+param tableNames array
 
 @description('Days deleted blobs and containers stay recoverable.')
 param deleteRetentionDays int
@@ -58,6 +61,10 @@ resource account 'Microsoft.Storage/storageAccounts@2023-05-01' = {
           enabled: true
           keyType: 'Account'
         }
+        table: {
+          enabled: true
+          keyType: 'Account'
+        }
       }
     }
   }
@@ -95,6 +102,18 @@ resource queueService 'Microsoft.Storage/storageAccounts/queueServices@2023-05-0
 resource queues 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' = [for queueName in queueNames: {
   parent: queueService
   name: queueName
+  properties: {}
+}]
+
+resource tableService 'Microsoft.Storage/storageAccounts/tableServices@2023-05-01' = {
+  parent: account
+  name: 'default'
+  properties: {}
+}
+
+resource tables 'Microsoft.Storage/storageAccounts/tableServices/tables@2023-05-01' = [for tableName in tableNames: {
+  parent: tableService
+  name: tableName
   properties: {}
 }]
 

@@ -17,10 +17,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--state-dir", help="the SQLite inbox's state dir (default "
                         "DIP_EDGE_STATE_DIR or .dip-edge)")
     sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
-    listing = sub.add_parser("list", help="one line (or JSON object) per stored message")
+    listing = sub.add_parser("list", help="one line (or JSON object) per transaction ID, "
+                             "with its count of conflicting copies")
     listing.add_argument("--json", action="store_true", help="print a JSON array")
     listing.add_argument("--limit", type=int, help="at most this many (oldest first)")
-    show = sub.add_parser("show", help="one message's metadata and body")
+    show = sub.add_parser("show", help="one message's metadata and body, and every "
+                          "differing copy delivered under its transaction ID")
     show.add_argument("transaction_id", metavar="ID", help="the message's transaction ID")
 
 
@@ -52,6 +54,8 @@ def _list(inbox, args) -> int:
         return EXIT_OK
     for m in messages:
         flags = " replay" if m.replay_indicator else ""
+        if m.conflicts:
+            flags += f" conflicts={m.conflicts}"
         print(f"{m.received_at}  {m.interface_id:8}  {m.channel or '-':12}  "
               f"{m.transaction_id}{flags}")
     if not messages:
@@ -65,10 +69,18 @@ def _show(inbox, transaction_id: str) -> int:
         print(f"dip-edge inbox: no message with transaction ID {transaction_id!r}",
               file=sys.stderr)
         return EXIT_INVALID
-    document = message.to_dict()
-    document["message"] = json.loads(message.body) if message.body else None
+    document = _shown(message)
+    document["copies"] = [_shown(copy, copy=True) for copy in message.copies]
     try:
         print(json.dumps(document, indent=2, ensure_ascii=False))
     except UnicodeEncodeError:  # a "\udc00" the payload may hold, or a narrow terminal
         print(json.dumps(document, indent=2))
     return EXIT_OK
+
+
+def _shown(message, *, copy: bool = False) -> dict:
+    document = message.to_dict()
+    if copy:
+        document.pop("conflicts")  # the original says how many
+    document["message"] = json.loads(message.body) if message.body else None
+    return document

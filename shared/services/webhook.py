@@ -13,9 +13,10 @@ not be logged or stored safely is not a route at all: ``request.not_found``, 404
 4. the envelope (``message.malformed_json``, ``message.invalid_envelope``);
 5. the inbox: every message stored durably before the answer (``inbox.unavailable``, 503).
 
-Success is ``200 {"accepted": n, "duplicates": m, "transactionIds": [...]}``. The policy,
-the verifier and the inbox are built once per settings object and reused: this is the
-hot path.
+Success is ``200 {"accepted": n, "duplicates": m, "conflicts": k, "transactionIds": [...]}``
+(conflicts are duplicates whose bytes differ from the stored copy; the inbox logs them).
+The policy, the verifier and the inbox are built once per settings object and reused: this
+is the hot path.
 """
 
 from __future__ import annotations
@@ -150,10 +151,10 @@ def _receive(request: Request, settings: Settings,
             else None,
             signer_thumbprint=signature.signer.thumbprint_sha256 if signature.signer else None,
         )
-        new = parts.inbox.store(messages, receipt)
+        stored = parts.inbox.store(messages, receipt)
     except DipEdgeError as err:
         return _rejected(error_result(err), err.code)
-    accepted = sum(new)
-    document = {"accepted": accepted, "duplicates": len(new) - accepted,
-                "transactionIds": [m.transaction_id for m in messages]}
-    return json_result(200, document), f"accepted={accepted} duplicates={len(new) - accepted}"
+    document = {"accepted": stored.accepted, "duplicates": stored.duplicates,
+                "conflicts": stored.conflicts, "transactionIds": list(stored.transaction_ids)}
+    return json_result(200, document), (f"accepted={stored.accepted} duplicates="
+                                        f"{stored.duplicates} conflicts={stored.conflicts}")

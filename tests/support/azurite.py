@@ -32,20 +32,27 @@ def _wait_for(port: int, deadline: float) -> None:
     raise TimeoutError(f"Azurite did not listen on {port}")
 
 
+def connection_string(blob_port: int, queue_port: int, table_port: int) -> str:
+    """A connection string for Azurite's three services on these ports (or proxies')."""
+    return (
+        f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={KEY};"
+        f"BlobEndpoint=http://127.0.0.1:{blob_port}/{ACCOUNT};"
+        f"QueueEndpoint=http://127.0.0.1:{queue_port}/{ACCOUNT};"
+        f"TableEndpoint=http://127.0.0.1:{table_port}/{ACCOUNT};"
+    )
+
+
 @dataclass
 class Azurite:
     blob_port: int
     queue_port: int
+    table_port: int
     process: subprocess.Popen
     workdir: Path
 
     @property
     def connection_string(self) -> str:
-        return (
-            f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={KEY};"
-            f"BlobEndpoint=http://127.0.0.1:{self.blob_port}/{ACCOUNT};"
-            f"QueueEndpoint=http://127.0.0.1:{self.queue_port}/{ACCOUNT};"
-        )
+        return connection_string(self.blob_port, self.queue_port, self.table_port)
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -82,7 +89,8 @@ def start_azurite() -> Azurite:
     try:
         _wait_for(blob_port, deadline)
         _wait_for(queue_port, deadline)
+        _wait_for(table_port, deadline)
     except TimeoutError:
         process.kill()
         raise
-    return Azurite(blob_port, queue_port, process, workdir)
+    return Azurite(blob_port, queue_port, table_port, process, workdir)
