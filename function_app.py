@@ -73,7 +73,7 @@ def dip_webhook(req: func.HttpRequest) -> func.HttpResponse:
 
 @app.queue_trigger(arg_name="msg", queue_name="%EVENTS_QUEUE%", connection="EVENTS_STORAGE")
 def events(msg: func.QueueMessage) -> None:
-    from shared.services import events as service
+    from shared.events import handler as service
 
     service.handle_message(msg.get_body(), msg.id, msg.dequeue_count or 1, get_settings())
 

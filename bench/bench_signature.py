@@ -1,6 +1,6 @@
 """The webhook's trust checks on a 5 KB delivery, against the bare floor of the same work.
 
-Measured: ``CertificatePolicy.check_header`` (warm validation cache) plus
+Measured: ``TrustPolicy.check_header`` (warm validation cache) plus
 ``SignatureVerifier.verify`` — what the webhook does per request before the envelope.
 Floor: load the signer's certificate from PEM, SHA-256 the body, one RSA-2048 verify.
 Also the cold path (a chain build per request, as without the cache), for scale.
@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 
 from bench import Figure, median_seconds
-from shared.certs.policy import CertificatePolicy
+from shared.certs.trust import TrustPolicy
 from shared.dip.signature import SignatureVerifier, canonical_string
 from shared.settings import load_settings
 from tests.support.dip_pki import DipPki
@@ -37,7 +37,7 @@ def _body(size: int = 5 * 1024) -> bytes:
 def run() -> list[Figure]:
     pki = DipPki.create()
     settings = load_settings(pki.env())
-    client_policy = CertificatePolicy.for_client(settings)
+    client_policy = TrustPolicy.for_client(settings)
     verifier = SignatureVerifier.from_settings(settings)
     body = _body()
     header = pki.client_header()
@@ -64,7 +64,7 @@ def run() -> list[Figure]:
                       warm * 1e6, "µs", "bare: load cert, SHA-256, RSA-2048 verify",
                       bare * 1e6, RUNS)]
 
-    uncached = CertificatePolicy.for_client(settings)
+    uncached = TrustPolicy.for_client(settings)
 
     def cold() -> None:
         # Fresh caches (by DER and by header text): every check builds a chain.

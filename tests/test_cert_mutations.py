@@ -8,12 +8,12 @@ extension raises only when the policy first touches it; each must become
 import warnings
 from collections import Counter
 
-from shared.certs.policy import CertificatePolicy
+from shared.certs.trust import TrustPolicy
 from shared.settings import load_settings
 
 
 def test_single_byte_flips_never_raise(dip_pki):
-    policy = CertificatePolicy.for_client(load_settings(dip_pki.env()))
+    policy = TrustPolicy.for_client(load_settings(dip_pki.env()))
     der = dip_pki.client.cert_der()
     assert policy.check(der).accepted
     outcomes: Counter[str] = Counter()

@@ -1,4 +1,4 @@
-"""The webhook's client-certificate policy (``shared/certs/policy.py``) on a GlobalSign-like
+"""The webhook's client-certificate policy (``shared/certs/trust.py``) on a GlobalSign-like
 test PKI: every ``clientcert.*`` outcome, EKU modes, configuration errors, the validation
 cache, and AIA fetching from a real HTTP server on loopback."""
 
@@ -16,23 +16,24 @@ from cryptography import x509
 from cryptography.x509.oid import AuthorityInformationAccessOID
 
 from shared.certs import aia as aia_module
-from shared.certs import policy as policy_module
+from shared.certs import trust as policy_module
 from shared.certs.aia import AiaFetcher
 from shared.certs.devpki import CLIENT_AUTH, issue
 from shared.certs.identity import IdentityRules
-from shared.certs.policy import CertificatePolicy, TrustSources, missing_identities
 from shared.certs.roots import globalsign_roots
+from shared.certs.trust import TrustPolicy
+from shared.certs.trust_config import TrustSources, missing_identities
 from shared.problems import DipEdgeError
 from shared.settings import load_settings
 from tests.support.dip_pki import CLIENT_CN, header_value
 
 
-def _policy(dip_pki, **options) -> CertificatePolicy:
+def _policy(dip_pki, **options) -> TrustPolicy:
     options.setdefault("anchors", [dip_pki.root.certificate])
     options.setdefault("intermediates", [dip_pki.intermediate.certificate])
     options.setdefault("identities", IdentityRules.parse(json.dumps(dip_pki.client_identities()),
                                                          "test"))
-    return CertificatePolicy(**options)
+    return TrustPolicy(**options)
 
 
 def _codes(verdict) -> list[str]:
@@ -140,24 +141,24 @@ def test_leaf_without_eku_or_with_any_eku_is_refused(dip_pki):
 
 def test_eku_setting_drives_the_webhook_policy(dip_pki):
     header = header_value(dip_pki.server_only)
-    assert not CertificatePolicy.for_client(load_settings(dip_pki.env())).check_header(
+    assert not TrustPolicy.for_client(load_settings(dip_pki.env())).check_header(
         header).accepted
     settings = load_settings(dip_pki.env(DIP_CLIENT_EKU="any"))
-    assert CertificatePolicy.for_client(settings).check_header(header).accepted
+    assert TrustPolicy.for_client(settings).check_header(header).accepted
 
 
 # --- configuration -----------------------------------------------------------------------------
 def test_from_settings_with_dip_pki_accepts_and_pins(dip_pki):
-    policy = CertificatePolicy.for_client(load_settings(dip_pki.env()))
+    policy = TrustPolicy.for_client(load_settings(dip_pki.env()))
     assert policy.check_header(dip_pki.client_header()).accepted
     assert policy.anchors == (dip_pki.root.certificate,)
     assert set(policy.pinned) == {dip_pki.root.certificate, dip_pki.intermediate.certificate}
-    assert CertificatePolicy.for_client(load_settings(dip_pki.env())) is policy  # built once
+    assert TrustPolicy.for_client(load_settings(dip_pki.env())) is policy  # built once
 
 
 def test_default_anchors_are_the_bundled_globalsign_roots(caplog):
     with caplog.at_level(logging.WARNING):
-        policy = CertificatePolicy.for_client(load_settings({"DIP_CLIENT_EKU": "any",
+        policy = TrustPolicy.for_client(load_settings({"DIP_CLIENT_EKU": "any",
                                                              "DIP_CLIENT_IDENTITIES": "ANY"}))
     assert policy.anchors == globalsign_roots() and policy.pinned == ()
     assert policy.identities is None
@@ -178,7 +179,7 @@ def test_no_identity_rules_fail_closed_with_503_naming_the_settings(env, named):
         if "DIP_SIGNER_IDENTITIES" in env and role == "signer":
             continue  # the signer has rules of its own
         with pytest.raises(DipEdgeError) as caught:
-            getattr(CertificatePolicy, f"for_{role}")(settings)
+            getattr(TrustPolicy, f"for_{role}")(settings)
         err = caught.value
         assert (err.code, err.status, err.retry_after) == ("config.invalid", 503, 300)
         assert all(name in str(err) for name in named)
@@ -191,20 +192,20 @@ def test_signer_inherits_the_clients_any_loudly(dip_pki, caplog):
     env = dip_pki.env(DIP_CLIENT_IDENTITIES="any")
     del env["DIP_SIGNER_IDENTITIES"]
     with caplog.at_level(logging.WARNING):
-        signer = CertificatePolicy.for_signer(load_settings(env))
+        signer = TrustPolicy.for_signer(load_settings(env))
     assert signer.check(dip_pki.stranger.certificate).accepted
     assert "(inherited: DIP_SIGNER_IDENTITIES is not set)" in signer.warnings[0].detail
 
 
 def test_signer_policy_falls_back_to_client_settings_one_by_one(dip_pki):
     settings = load_settings(dip_pki.env())
-    signer = CertificatePolicy.for_signer(settings)
+    signer = TrustPolicy.for_signer(settings)
     assert signer.anchors == (dip_pki.root.certificate,)  # from DIP_CLIENT_TRUST_ANCHORS
     assert signer.check(dip_pki.signer.certificate).accepted  # DIP_SIGNER_IDENTITIES
     assert not signer.check(dip_pki.client.certificate).accepted
     env = dip_pki.env()
     del env["DIP_SIGNER_IDENTITIES"]
-    fallback = CertificatePolicy.for_signer(load_settings(env))
+    fallback = TrustPolicy.for_signer(load_settings(env))
     assert fallback.check(dip_pki.client.certificate).accepted  # the client's identities
 
 
@@ -221,7 +222,7 @@ def test_bad_trust_settings_are_config_invalid_naming_the_setting(dip_pki, name,
     if value == "LEAF":
         value = dip_pki.client.cert_pem().decode()
     settings = load_settings(dip_pki.env(**{name: value}))
-    build = CertificatePolicy.for_signer if "SIGNER" in name else CertificatePolicy.for_client
+    build = TrustPolicy.for_signer if "SIGNER" in name else TrustPolicy.for_client
     with pytest.raises(DipEdgeError) as caught:
         build(settings)
     assert caught.value.code == "config.invalid"
@@ -234,7 +235,7 @@ def test_trust_settings_from_files(dip_pki, tmp_path):
     identities.write_text(json.dumps(dip_pki.client_identities()))
     settings = load_settings(dip_pki.env(DIP_CLIENT_TRUST_ANCHORS=str(anchors),
                                          DIP_CLIENT_IDENTITIES=str(identities)))
-    policy = CertificatePolicy.for_client(settings)
+    policy = TrustPolicy.for_client(settings)
     assert policy.identities is not None
     assert policy.check_header(dip_pki.client_header()).accepted
 
@@ -415,8 +416,8 @@ def test_aia_tries_only_the_first_few_urls_of_a_certificate(dip_pki, aia_server)
 def test_aia_from_settings(dip_pki, aia_server):
     settings = load_settings(dip_pki.env(DIP_CLIENT_INTERMEDIATES="", DIP_CLIENT_IDENTITIES="any",
                                          AIA_FETCH="true", AIA_ALLOWED_HOSTS="127.0.0.1"))
-    policy = CertificatePolicy.for_client(settings)
+    policy = TrustPolicy.for_client(settings)
     assert policy.check(_leaf_with_aia(dip_pki, aia_server.url("/ca.crt"))).accepted
-    off = CertificatePolicy.for_client(load_settings(dip_pki.env(DIP_CLIENT_INTERMEDIATES="",
+    off = TrustPolicy.for_client(load_settings(dip_pki.env(DIP_CLIENT_INTERMEDIATES="",
                                                                  AIA_FETCH="false")))
     assert off.aia is None

@@ -19,11 +19,12 @@ import pytest
 from azure.storage.blob import BlobServiceClient
 from azure.storage.queue import QueueClient
 
+from shared.devhost.functions import max_dequeue_count
 from shared.devhost.queue_poller import QueuePoller
 from shared.devhost.timer import TimerWorker
 from shared.devhost.triggers import trigger_workers
-from shared.events.storage import queue_client
 from shared.settings import get_settings
+from shared.storage.connection import queue_client
 from tests.support.eventgrid import blob_created_event, enqueue, poison_messages
 from tests.support.functions import functions
 
@@ -33,7 +34,8 @@ DIP_EDGE = str(Path(sys.executable).with_name("dip-edge"))
 
 def table():
     everything = functions()
-    return SimpleNamespace(others={n: everything[n] for n in ("monitor", "events")})
+    return SimpleNamespace(others={n: everything[n] for n in ("monitor", "events")},
+                           max_dequeue_count=max_dequeue_count(ROOT / "host.json"))
 
 
 @pytest.fixture
@@ -58,11 +60,15 @@ def test_workers_follow_the_bindings_and_settings(env, caplog):
     assert "timer function monitor not started" in caplog.text and "6 fields" in caplog.text
 
 
-def test_max_dequeue_count_matches_host_json():
-    from shared.services.events import MAX_DEQUEUE_COUNT
+def test_max_dequeue_count_matches_host_json(tmp_path):
+    from shared.events.handler import MAX_DEQUEUE_COUNT
 
     host = json.loads((ROOT / "host.json").read_text())
     assert host["extensions"]["queues"]["maxDequeueCount"] == MAX_DEQUEUE_COUNT
+    # The local host reads host.json itself (the events handler keeps its own copy).
+    (tmp_path / "host.json").write_text('{"extensions": {"queues": {"maxDequeueCount": 3}}}')
+    assert max_dequeue_count(tmp_path / "host.json") == 3
+    assert max_dequeue_count(tmp_path / "absent.json") == 5  # the host's default
 
 
 def run_until(worker, condition, timeout: float = 15.0) -> None:

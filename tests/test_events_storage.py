@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from shared.events.storage import Connection, connection
 from shared.problems import DipEdgeError
 from shared.settings import load_settings
+from shared.storage.connection import Connection, connection
 
 BLOB = "https://acct.blob.core.windows.net"
 QUEUE = "https://acct.queue.core.windows.net"

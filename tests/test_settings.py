@@ -191,7 +191,8 @@ def _components(tmp_path):
     """Each component that reads settings: how it is built, and what it declares."""
     from shared.atlas.client import AtlasConnection
     from shared.certs.pfx_check import PfxPolicy
-    from shared.certs.policy import TRUST_SETTINGS, CertificatePolicy
+    from shared.certs.trust import TrustPolicy
+    from shared.certs.trust_config import TRUST_SETTINGS
     from shared.dip.inbox import INBOX_SETTINGS, open_inbox
     from shared.dip.signature import SignatureVerifier
     from shared.services import monitor, webhook
@@ -199,7 +200,7 @@ def _components(tmp_path):
     from shared.vault.credentials import CREDENTIAL_SET_SETTINGS, load_metadata
 
     def client_policy(settings):
-        CertificatePolicy.for_client(settings)
+        TrustPolicy.for_client(settings)
 
     client = (*(s for s in TRUST_SETTINGS if s.name.startswith("DIP_CLIENT_")),
               Settings.aia_fetch, Settings.aia_allowed_hosts)
@@ -207,7 +208,7 @@ def _components(tmp_path):
         "atlas connection": (AtlasConnection.from_settings, AtlasConnection.SETTINGS),
         "pfx policy": (PfxPolicy.from_settings, PfxPolicy.SETTINGS),
         "client trust": (client_policy, client),
-        "signer trust": (CertificatePolicy.for_signer, TRUST_SETTINGS),
+        "signer trust": (TrustPolicy.for_signer, TRUST_SETTINGS),
         "signature": (SignatureVerifier.from_settings,
                       (*SignatureVerifier.SETTINGS, *TRUST_SETTINGS)),
         "secret store": (open_store, STORE_SETTINGS),

@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
 
 from shared.certs.devpki import issue, new_key
-from shared.certs.policy import CertificatePolicy
+from shared.certs.trust import TrustPolicy
 from shared.dip.signature import (
     SIGNATURE_HEADERS,
     SignatureVerifier,
@@ -167,7 +167,7 @@ def test_checks_run_in_the_documented_order(dip_pki, verifier):
 
 
 def test_url_is_rebuilt_from_the_public_base_url(dip_pki):
-    policy = CertificatePolicy.for_signer(load_settings(dip_pki.env()))
+    policy = TrustPolicy.for_signer(load_settings(dip_pki.env()))
     verifier = SignatureVerifier(policy, mode="required", max_skew_seconds=300,
                                  public_base_url="https://Webhook.Participant.example")
     internal = "http://127.0.0.1:7071/api/webhooks/dip/IF-033?Ref=A"

@@ -1,6 +1,6 @@
 """The x509-limbo suite's chain-structure cases through the webhook's certificate policy.
 
-Every case runs through :class:`CertificatePolicy` (the webhook's own path validation:
+Every case runs through :class:`TrustPolicy` (the webhook's own path validation:
 the same explicit validity check, ``cryptography`` verifier, extension policies and
 profile checks), with usage ``server`` and the peer name ignored, at the case's
 validation time. Name-matching cases (``webpki::san|cn|nc``, ``rfc5280::san|nc``), the
@@ -25,8 +25,8 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from shared.certs.policy import CertificatePolicy
 from shared.certs.roots import globalsign_roots
+from shared.certs.trust import TrustPolicy
 from tests.support.testdata import testdata
 
 REPO = Path(__file__).resolve().parents[1]
@@ -82,7 +82,7 @@ def run_case(case_id: str) -> tuple[bool, str]:
         return False, f"unloadable: {exc}"
     when = case["validation_time"]
     at = dt.datetime.fromisoformat(when) if when else dt.datetime.now(dt.UTC)
-    policy = CertificatePolicy(anchors=anchors, intermediates=intermediates, usage="server",
+    policy = TrustPolicy(anchors=anchors, intermediates=intermediates, usage="server",
                                max_chain_depth=case["max_chain_depth"])
     verdict = policy.check(leaf, at=at)
     return verdict.accepted, verdict.errors[0].detail if verdict.errors else ""
@@ -136,11 +136,11 @@ def test_real_globalsign_atlas_chain_with_the_bundled_roots():
                      for p in case["untrusted_intermediates"]]
     at = dt.datetime.fromisoformat(case["validation_time"])
     for usage in ("client", "server", "any"):
-        verdict = CertificatePolicy(anchors=globalsign_roots(), intermediates=intermediates,
+        verdict = TrustPolicy(anchors=globalsign_roots(), intermediates=intermediates,
                                     usage=usage).check(leaf, at=at)
         assert verdict.accepted, (usage, verdict.errors)
         assert verdict.chain[-1] in globalsign_roots()
-    without_intermediate = CertificatePolicy(anchors=globalsign_roots()).check(leaf, at=at)
+    without_intermediate = TrustPolicy(anchors=globalsign_roots()).check(leaf, at=at)
     assert without_intermediate.errors[0].code == "clientcert.untrusted"
     default_hosts = load_settings({}).aia_allowed_hosts
     urls = ca_issuer_urls(leaf)

@@ -16,9 +16,9 @@ from typing import Any
 
 from shared.atlas.account import Account
 from shared.atlas.client import AtlasClient, AtlasConnection, AtlasError
-from shared.atlas.policy import fetch_policy
 from shared.atlas.quotas import fetch_issuance_quota
 from shared.atlas.trustchain import fetch_trust_chain
+from shared.atlas.validation_policy import fetch_validation_policy
 from shared.problems import GS_MTLS_REJECTED, GS_UNAVAILABLE, Finding
 
 __all__ = ["Account", "AtlasConnection", "AtlasProof", "prove_credentials"]
@@ -64,7 +64,7 @@ def prove_credentials(account: Account, connection: AtlasConnection) -> AtlasPro
     with client:
         try:
             client.login()
-            policy = fetch_policy(client)
+            policy = fetch_validation_policy(client)
         except AtlasError as err:
             return AtlasProof((err.finding,), (), None, err.retry_after)
         warnings: list[Finding] = []

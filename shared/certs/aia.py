@@ -15,15 +15,15 @@ briefly) are cached per URL::
 from __future__ import annotations
 
 import logging
-import threading
 import time
-from collections import OrderedDict
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import pkcs7
 from cryptography.x509.oid import AuthorityInformationAccessOID
+
+from shared.certs.verdict import TtlCache
 
 log = logging.getLogger("dip_edge.certs")
 
@@ -81,9 +81,8 @@ class AiaFetcher:
                                        for h in allowed_hosts if h.strip())
         self.timeout = timeout
         self.max_bytes = max_bytes
-        self._cache: OrderedDict[str, tuple[float, tuple[x509.Certificate, ...], str]] = \
-            OrderedDict()
-        self._lock = threading.Lock()
+        # url -> (certificates, error), kept CACHE_TTL_SECONDS (a failure FAILURE_TTL_SECONDS)
+        self._cache = TtlCache[str, tuple[tuple[x509.Certificate, ...], str]](CACHE_SIZE)
 
     def allowed(self, url: str) -> bool:
         """Whether ``url`` is http(s) on an allow-listed host (exact match, any port)."""
@@ -121,18 +120,12 @@ class AiaFetcher:
 
     def _get(self, url: str) -> tuple[tuple[x509.Certificate, ...], str]:
         now = time.monotonic()
-        with self._lock:
-            entry = self._cache.get(url)
-            if entry is not None and entry[0] > now:
-                self._cache.move_to_end(url)
-                return entry[1], entry[2]
+        entry = self._cache.get(url, now)
+        if entry is not None:
+            return entry[1]
         certs, error = self._download(url)
         ttl = FAILURE_TTL_SECONDS if error else CACHE_TTL_SECONDS
-        with self._lock:
-            self._cache[url] = (now + ttl, certs, error)
-            self._cache.move_to_end(url)
-            while len(self._cache) > CACHE_SIZE:
-                self._cache.popitem(last=False)
+        self._cache.put(url, now + ttl, (certs, error))
         return certs, error
 
     def _download(self, url: str) -> tuple[tuple[x509.Certificate, ...], str]:

@@ -48,8 +48,8 @@ def describe(cert: x509.Certificate, *, now: datetime | None = None) -> Certific
     key_type, key_size, curve = key_description(public_key)
     not_after = cert.not_valid_after_utc
     return CertificateFacts(
-        subject=_rfc4514(cert.subject),
-        issuer=_rfc4514(cert.issuer),
+        subject=name_text(cert.subject),
+        issuer=name_text(cert.issuer),
         common_name=_first(cert.subject, NameOID.COMMON_NAME),
         organization=_first(cert.subject, NameOID.ORGANIZATION_NAME),
         dns_names=_dns_names(cert),
@@ -64,7 +64,7 @@ def describe(cert: x509.Certificate, *, now: datetime | None = None) -> Certific
         extended_key_usages=describe_ekus(extended_key_usages(cert) or ()),
         key_usage=_key_usage(cert),
         is_ca=is_ca(cert),
-        self_signed=cert.subject == cert.issuer,
+        self_signed=is_self_issued(cert),
         not_before=cert.not_valid_before_utc,
         not_after=not_after,
         days_to_expiry=int((not_after - now).total_seconds() // 86400),
@@ -133,11 +133,11 @@ def unreadable_parts(cert: x509.Certificate) -> list[str]:
         try:
             getattr(cert, part).rfc4514_string()  # names are parsed on first use
         except Exception as exc:  # noqa: BLE001 - e.g. a T.61 string with 8-bit bytes
-            problems.append(f"its {part} name ({_safe_reason(exc)})")
+            problems.append(f"its {part} name ({safe_reason(exc)})")
     try:
         extensions = cert.extensions
     except Exception as exc:  # noqa: BLE001 - duplicate or malformed extensions
-        problems.append(f"its extensions ({_safe_reason(exc)})")
+        problems.append(f"its extensions ({safe_reason(exc)})")
         extensions = x509.Extensions([])
     unknown = [e.oid.dotted_string for e in extensions
                if e.critical and isinstance(e.value, x509.UnrecognizedExtension)]
@@ -203,13 +203,24 @@ def _first(name: x509.Name, oid: x509.ObjectIdentifier) -> str | None:
     return None
 
 
-def _rfc4514(name: x509.Name) -> str:
+def name_text(name: x509.Name) -> str:
+    """A name as RFC 4514 text, or ``(an unreadable name)`` for odd attribute encodings."""
     try:
         return name.rfc4514_string()
     except Exception:  # noqa: BLE001 - odd attribute encodings
-        return repr(name)
+        return "(an unreadable name)"
 
 
-def _safe_reason(exc: Exception) -> str:
-    # cryptography's parse errors name the field, never key material.
+def is_self_issued(cert: x509.Certificate) -> bool:
+    """Subject and issuer are the same name (a root, or a self-signed leaf)."""
+    return cert.subject == cert.issuer
+
+
+def eku_name(dotted: str) -> str | None:
+    """The usual name of an extended key usage OID (``clientAuth``), if it has one."""
+    return _EKU_NAMES.get(x509.ObjectIdentifier(dotted))
+
+
+def safe_reason(exc: Exception) -> str:
+    """The first line of a parse error: cryptography's name the field, never key material."""
     return str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
+from shared.certs.facts import is_self_issued, name_text
 from shared.problems import CERT_UNTRUSTED_ISSUER, Finding
 
 GLOBALSIGN_ORGANIZATION = "GlobalSign nv-sa"
@@ -28,7 +29,7 @@ _MAX_PATH = 8
 def untrusted_issuer(leaf: x509.Certificate, carried: Sequence[x509.Certificate],
                      anchors: Sequence[x509.Certificate]) -> Finding | None:
     """The ``cert.untrusted_issuer`` finding, or None when the issuer is recognised."""
-    if _self_issued(leaf):  # even if configured: Atlas never issues a self-signed one
+    if is_self_issued(leaf):  # even if configured: Atlas never issues a self-signed one
         return CERT_UNTRUSTED_ISSUER(
             f"The certificate is self-signed ({_name(leaf.subject)}): the DIP accepts only "
             "GlobalSign Atlas certificates, so a self-signed one is refused.")
@@ -63,7 +64,7 @@ def untrusted_issuer(leaf: x509.Certificate, carried: Sequence[x509.Certificate]
                 f"The PFX's chain certificate {_name(parents[0].subject)} did not sign "
                 f"{_name(current.subject)} (the signature does not verify): the chain in the "
                 "file is not this certificate's.")
-        if _self_issued(parent):
+        if is_self_issued(parent):
             if parent in anchors:
                 return None
             return CERT_UNTRUSTED_ISSUER(
@@ -93,10 +94,6 @@ def _verifiable(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
     return True
 
 
-def _self_issued(cert: x509.Certificate) -> bool:
-    return cert.subject == cert.issuer
-
-
 def _organization(name: x509.Name) -> str | None:
     for attribute in name.get_attributes_for_oid(NameOID.ORGANIZATION_NAME):
         return str(attribute.value)
@@ -104,7 +101,5 @@ def _organization(name: x509.Name) -> str | None:
 
 
 def _name(name: x509.Name) -> str:
-    try:
-        return f"'{name.rfc4514_string()}'"
-    except Exception:  # noqa: BLE001 - odd attribute encodings
-        return "(an unreadable name)"
+    text = name_text(name)
+    return text if text.startswith("(") else f"'{text}'"

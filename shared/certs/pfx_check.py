@@ -23,6 +23,7 @@ from shared.certs.issuer_trust import untrusted_issuer
 from shared.certs.pkcs12 import OpenedPfx, open_pfx
 from shared.certs.report import PfxReport
 from shared.certs.roots import globalsign_roots
+from shared.certs.webpki import MIN_RSA_BITS, PERMITTED_CURVES
 from shared.problems import (
     CERT_EXPIRED,
     CERT_EXPIRING_SOON,
@@ -41,8 +42,6 @@ from shared.settings import Setting, Settings, read_text_setting
 
 logger = logging.getLogger("dip_edge.certs")
 
-MIN_RSA_BITS = 2048
-STRONG_CURVES = (ec.SECP256R1, ec.SECP384R1, ec.SECP521R1)
 WEAK_HASHES = {"sha1": "SHA-1", "md5": "MD5"}
 UNANALYSABLE = "The file could not be analysed."
 
@@ -157,7 +156,7 @@ def _weak_key(public_key) -> str | None:
     if isinstance(public_key, dsa.DSAPublicKey):
         return "The key is DSA, which TLS 1.3 and GlobalSign no longer support."
     if isinstance(public_key, ec.EllipticCurvePublicKey) and not isinstance(
-            public_key.curve, STRONG_CURVES):
+            public_key.curve, PERMITTED_CURVES):
         return (f"The key uses the curve {public_key.curve.name}; only P-256, P-384 and "
                 "P-521 are accepted.")
     return None

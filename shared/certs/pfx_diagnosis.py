@@ -26,6 +26,7 @@ from shared.certs.der import (
     Element,
     read_single,
 )
+from shared.certs.facts import safe_reason
 from shared.problems import CERT_MALFORMED, PFX_NOT_PKCS12, PFX_WRONG_PASSWORD, Finding
 
 _DATA = "1.2.840.113549.1.7.1"
@@ -303,7 +304,7 @@ def _unparsable_certificate(data: bytes) -> str | None:
             certificate.subject.rfc4514_string()  # names are parsed on first use
             certificate.issuer.rfc4514_string()
         except Exception as exc:  # noqa: BLE001 - any refusal is the finding
-            reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+            reason = safe_reason(exc)
             return (f"The PFX opened, but certificate {number} in it cannot be parsed "
                     f"({reason}); export it again, or ask the issuer to reissue it.")
     return None

@@ -26,15 +26,13 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
 from cryptography.x509.verification import Criticality, ExtensionPolicy
 
+from shared.certs.facts import is_self_issued
+
 ANY_EKU = ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE
 USAGE_NAMES = {ExtendedKeyUsageOID.CLIENT_AUTH: "TLS client",
                ExtendedKeyUsageOID.SERVER_AUTH: "TLS server"}
 MIN_RSA_BITS = 2048
 PERMITTED_CURVES = (ec.SECP256R1, ec.SECP384R1, ec.SECP521R1)
-
-
-def _self_signed(cert: x509.Certificate) -> bool:
-    return cert.subject == cert.issuer
 
 
 def extension_policies(usage: x509.ObjectIdentifier) -> tuple[ExtensionPolicy, ExtensionPolicy]:
@@ -50,14 +48,14 @@ def extension_policies(usage: x509.ObjectIdentifier) -> tuple[ExtensionPolicy, E
     def ca_eku(_policy, cert: x509.Certificate, eku: x509.ExtendedKeyUsage | None) -> None:
         if eku is None:
             return
-        if _self_signed(cert):
+        if is_self_issued(cert):
             raise ValueError("a root certificate must not carry an extended key usage")
         if usage not in eku and ANY_EKU not in eku:
             raise ValueError(f"a CA's extended key usage does not allow {name}")
 
     def ca_aki(_policy, cert: x509.Certificate, aki: x509.AuthorityKeyIdentifier | None) -> None:
         if aki is None:
-            if not _self_signed(cert):  # RFC 5280 4.2.1.1: only a self-signed root may omit it
+            if not is_self_issued(cert):  # RFC 5280 4.2.1.1: only a self-signed root may omit it
                 raise ValueError("a CA certificate that is not self-signed lacks an authority "
                                  "key identifier")
             return
@@ -65,7 +63,7 @@ def extension_policies(usage: x509.ObjectIdentifier) -> tuple[ExtensionPolicy, E
             raise ValueError("the authority key identifier has no key identifier")
         if aki.authority_cert_issuer is not None or aki.authority_cert_serial_number is not None:
             raise ValueError("the authority key identifier must hold the key identifier only")
-        if _self_signed(cert):
+        if is_self_issued(cert):
             try:
                 ski = cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
             except x509.ExtensionNotFound:

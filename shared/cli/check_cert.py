@@ -53,7 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from shared.certs.policy import TrustSources, trust_summary
+    from shared.certs.trust_config import TrustSources, trust_summary
     from shared.problems import CONFIG_INVALID, DipEdgeError
     from shared.settings import Settings, load_settings
 
@@ -126,7 +126,7 @@ def _path(value: str) -> str:
 
 
 def _json_or_path(value: str) -> str:
-    from shared.certs.policy import ANY_IDENTITY
+    from shared.certs.trust_config import ANY_IDENTITY
 
     if value.strip().lower() == ANY_IDENTITY:
         return ANY_IDENTITY

@@ -36,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from shared.certs.identity import rule_for
-    from shared.certs.policy import UNPARSABLE
+    from shared.certs.trust import UNPARSABLE
 
     certificate = _read_certificate(args.cert)
     try:
@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
 def _read_certificate(value: str):
     from cryptography import x509
 
-    from shared.certs.policy import UNPARSABLE
+    from shared.certs.trust import UNPARSABLE
 
     path = Path(value)
     if not path.is_file():

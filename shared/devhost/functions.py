@@ -63,20 +63,32 @@ def compile_route(prefix: str, template: str) -> tuple[str, re.Pattern[str]]:
     return "/" + "/".join(segments), re.compile(regex or "/", re.IGNORECASE)
 
 
-def route_prefix(host_json: Path) -> str:
-    """``extensions.http.routePrefix`` of host.json; ``api`` when absent."""
+def _extensions(host_json: Path) -> dict[str, Any]:
     try:
         document = json.loads(host_json.read_text())
     except (OSError, ValueError):
-        return "api"
-    prefix = document.get("extensions", {}).get("http", {}).get("routePrefix")
+        return {}
+    extensions = document.get("extensions") if isinstance(document, dict) else None
+    return extensions if isinstance(extensions, dict) else {}
+
+
+def route_prefix(host_json: Path) -> str:
+    """``extensions.http.routePrefix`` of host.json; ``api`` when absent."""
+    prefix = _extensions(host_json).get("http", {}).get("routePrefix")
     return "api" if prefix is None else prefix
+
+
+def max_dequeue_count(host_json: Path) -> int:
+    """``extensions.queues.maxDequeueCount`` of host.json; the host's default 5 when absent."""
+    count = _extensions(host_json).get("queues", {}).get("maxDequeueCount")
+    return count if isinstance(count, int) and count > 0 else 5
 
 
 @dataclass
 class FunctionTable:
     routes: list[HttpRoute]
     others: Mapping[str, Any] = field(default_factory=dict)  # name -> azure Function object
+    max_dequeue_count: int = 5  # host.json's, for the queue triggers
 
     @classmethod
     def load(cls, app, host_json: Path) -> FunctionTable:
@@ -97,7 +109,7 @@ class FunctionTable:
             routes.append(HttpRoute(name, template, path, methods,
                                     str(trigger.get("authLevel", "FUNCTION")), pattern,
                                     function.get_user_function()))
-        return cls(routes, others)
+        return cls(routes, others, max_dequeue_count(host_json))
 
     def resolve(self, path: str) -> list[tuple[HttpRoute, dict[str, str]]]:
         """Every route whose template matches ``path``, with its parameters."""

@@ -64,7 +64,7 @@ class QueuePoller:
     def _deliver(self, client, message) -> None:
         import azure.functions.queue as queue_types
 
-        from shared.events.storage import decode_queue_text
+        from shared.storage.connection import decode_queue_text
 
         body = decode_queue_text(message.content)
         request = queue_types.QueueMessage(

@@ -54,7 +54,7 @@ def trigger_workers(settings: Settings, functions, language_worker=None) -> list
         elif binding["type"] == "queueTrigger":
             if language_worker is not None:
                 call = _through_queue(language_worker, name)
-            worker = _queue(name, binding, call, settings)
+            worker = _queue(name, binding, call, settings, functions.max_dequeue_count)
         else:
             logger.info("function %s (%s) is not run by the local host", name, binding["type"])
             worker = None
@@ -95,9 +95,9 @@ def _timer(name: str, binding: dict, function, settings: Settings) -> TimerWorke
     return TimerWorker(name, schedule, function)
 
 
-def _queue(name: str, binding: dict, function, settings: Settings) -> QueuePoller | None:
-    from shared.events.storage import configured, queue_client
-    from shared.services.events import MAX_DEQUEUE_COUNT
+def _queue(name: str, binding: dict, function, settings: Settings,
+           max_dequeue_count: int) -> QueuePoller | None:
+    from shared.storage.connection import configured, queue_client
 
     queue = resolve(binding["queueName"], settings)
     # The app's one queue trigger reads the event storage (connection EVENTS_STORAGE).
@@ -107,4 +107,4 @@ def _queue(name: str, binding: dict, function, settings: Settings) -> QueuePolle
         return None
     logger.info("queue function %s reads queue %r", name, queue)
     return QueuePoller(name, lambda q: queue_client(settings, q, base64_messages=False), queue,
-                       function, max_dequeue_count=MAX_DEQUEUE_COUNT)
+                       function, max_dequeue_count=max_dequeue_count)

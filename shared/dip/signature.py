@@ -35,8 +35,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from shared.certs.policy import CertificatePolicy
 from shared.certs.report import CertificateFacts
+from shared.certs.trust import TrustPolicy
 from shared.problems import (
     CLIENTCERT_MALFORMED,
     CLIENTCERT_MISSING,
@@ -138,7 +138,7 @@ class SignatureVerifier:
         Settings.dip_signature_mode, Settings.dip_signature_max_skew_seconds,
         Settings.dip_public_base_url)
 
-    def __init__(self, policy: CertificatePolicy | None, *, mode: str, max_skew_seconds: int,
+    def __init__(self, policy: TrustPolicy | None, *, mode: str, max_skew_seconds: int,
                  public_base_url: str | None) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
@@ -157,7 +157,7 @@ class SignatureVerifier:
         the signer policy (DIP_SIGNER_*); ``config.invalid`` on bad settings."""
         settings.require(*cls.SETTINGS)
         mode = settings.dip_signature_mode
-        policy = None if mode == "off" else CertificatePolicy.for_signer(settings)
+        policy = None if mode == "off" else TrustPolicy.for_signer(settings)
         return cls(policy, mode=mode, max_skew_seconds=settings.dip_signature_max_skew_seconds,
                    public_base_url=settings.dip_public_base_url)
 

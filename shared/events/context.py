@@ -20,7 +20,7 @@ class EventContext:
 
     @cached_property
     def reports(self):
-        from shared.events.reports import open_reports
+        from shared.storage.reports import open_reports
 
         return open_reports(self.settings)
 

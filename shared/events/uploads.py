@@ -20,7 +20,6 @@ import re
 from shared.events.context import EventContext, Handled, logger
 from shared.events.keyvault import log_outcome
 from shared.events.schema import BlobRef, Event, blob_ref
-from shared.events.storage import delete_upload, fetch_upload, normalise_etag
 from shared.events.validation import Validation, report_document, validate_pfx
 from shared.problems import (
     PFX_MISSING,
@@ -31,6 +30,7 @@ from shared.problems import (
     Finding,
 )
 from shared.settings import Settings
+from shared.storage.connection import delete_upload, fetch_upload, normalise_etag
 
 EVENT_TYPE = "Microsoft.Storage.BlobCreated"
 # What this handler reads itself (the stores and checks it calls check their own).

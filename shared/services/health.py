@@ -22,7 +22,7 @@ def _trust(settings: Settings) -> tuple[list[str], list[str], dict[str, Any]]:
     rules of the wrong shape, missing identity rules, ...) so they show here and not only at
     the first delivery. A policy whose settings already have issues is not built (those
     issues are listed once, with the others). The policies are cached, so this is cheap."""
-    from shared.certs.policy import (
+    from shared.certs.trust_config import (
         TrustSources,
         identities_missing,
         missing_identities,

@@ -204,7 +204,7 @@ def _policy_certificates(settings: Settings, limits: Thresholds) -> Iterable[Cre
     """The webhook's anchors and pinned certificates, each once, named by every role."""
     from cryptography.hazmat.primitives import hashes
 
-    from shared.certs.policy import TrustSources
+    from shared.certs.trust_config import TrustSources
 
     roles: dict[bytes, list[str]] = {}
     certs: dict[bytes, Any] = {}
@@ -287,7 +287,7 @@ def run_scheduled(settings: Settings) -> None:
                len(report.credentials), report.count(ERROR), report.count(WARNING), nearest,
                f" — {listed}" if listed else "")
     try:
-        from shared.events.reports import open_reports
+        from shared.storage.reports import open_reports
 
         open_reports(settings).put(LATEST_REPORT, report.to_dict())
     except DipEdgeError as err:
@@ -297,7 +297,7 @@ def run_scheduled(settings: Settings) -> None:
 
 def latest_report(settings: Settings) -> dict | None:
     """The last report the timer kept, or None (never run, or its store unreachable)."""
-    from shared.events.reports import open_reports
+    from shared.storage.reports import open_reports
 
     try:
         return open_reports(settings).get(LATEST_REPORT)

@@ -26,7 +26,8 @@ import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from shared.certs.policy import CertificatePolicy, identities_missing, missing_identities
+from shared.certs.trust import TrustPolicy
+from shared.certs.trust_config import identities_missing, missing_identities
 from shared.dip.envelope import MAX_ID_LENGTH, is_storable_id, parse_delivery
 from shared.dip.inbox import Inbox, Receipt, open_inbox
 from shared.dip.signature import SignatureVerifier
@@ -49,7 +50,7 @@ class Components:
     """What every delivery uses, built once per settings object."""
 
     settings: Settings
-    client_policy: CertificatePolicy
+    client_policy: TrustPolicy
     verifier: SignatureVerifier
     inbox: Inbox
 
@@ -74,7 +75,7 @@ def components(settings: Settings) -> Components:
         missing = missing_identities(settings)
         if missing:  # fail closed, before anything else is built or opened
             raise identities_missing(missing)
-        built = Components(settings, CertificatePolicy.for_client(settings),
+        built = Components(settings, TrustPolicy.for_client(settings),
                            SignatureVerifier.from_settings(settings), open_inbox(settings))
         if _current is not None:
             _current.inbox.close()

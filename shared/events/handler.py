@@ -134,7 +134,7 @@ def _reject(body: bytes, ctx: EventContext, finding: Finding, *,
 
 def _poison(body: bytes, message_id: str | None, dequeue_count: int, finding: Finding,
             settings: Settings) -> None:
-    from shared.events.storage import send_message
+    from shared.storage.connection import send_message
 
     queue = settings.events_queue + POISON_SUFFIX
     text = body.decode("utf-8", "replace")

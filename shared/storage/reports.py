@@ -52,7 +52,7 @@ class ReportStore(Protocol):
 
 class BlobReports:
     def __init__(self, settings: Settings) -> None:
-        from shared.events.storage import blob_service
+        from shared.storage.connection import blob_service
 
         self.container_name = settings.reports_container
         self._container = blob_service(settings).get_container_client(self.container_name)
@@ -63,7 +63,7 @@ class BlobReports:
     def get(self, name: str) -> dict | None:
         from azure.core.exceptions import ResourceNotFoundError
 
-        from shared.events.storage import storage_errors
+        from shared.storage.connection import storage_errors
 
         with storage_errors(f"reading report {self.location(name)}"):
             try:
@@ -87,7 +87,7 @@ class BlobReports:
         from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
         from azure.storage.blob import ContentSettings
 
-        from shared.events.storage import storage_errors
+        from shared.storage.connection import storage_errors
 
         content = ContentSettings(content_type="application/json")
         with storage_errors(f"writing report {self.location(name)}"):
@@ -143,7 +143,7 @@ class DirectoryReports:
 
 def open_reports(settings: Settings) -> ReportStore:
     """Blob reports when the event storage is configured, else files in the state directory."""
-    from shared.events.storage import configured
+    from shared.storage.connection import configured
 
     if configured(settings):
         return BlobReports(settings)

@@ -7,23 +7,15 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from shared.atlas.client import AtlasError
+from shared.certs.facts import eku_name as _eku_name
 from shared.problems import GS_UNEXPECTED_RESPONSE
 
 if TYPE_CHECKING:
     from shared.atlas.client import AtlasClient
 
-_EKU_NAMES = {
-    "1.3.6.1.5.5.7.3.1": "serverAuth",
-    "1.3.6.1.5.5.7.3.2": "clientAuth",
-    "1.3.6.1.5.5.7.3.3": "codeSigning",
-    "1.3.6.1.5.5.7.3.4": "emailProtection",
-    "1.3.6.1.5.5.7.3.8": "timeStamping",
-    "1.3.6.1.5.5.7.3.9": "OCSPSigning",
-}
-
 
 @dataclass(frozen=True)
-class PolicySummary:
+class ValidationPolicy:
     key_type: str | None
     key_lengths: tuple[int, ...]
     extended_key_usages: tuple[str, ...]  # as the policy lists them (OIDs or patterns)
@@ -35,14 +27,14 @@ class PolicySummary:
             "keyType": self.key_type,
             "keyLengths": list(self.key_lengths),
             "extendedKeyUsages": [
-                {"oid": e, "name": _EKU_NAMES.get(e)} for e in self.extended_key_usages
+                {"oid": e, "name": _eku_name(e)} for e in self.extended_key_usages
             ],
             "validity": {"minSeconds": self.validity_min_seconds,
                          "maxSeconds": self.validity_max_seconds},
         }
 
 
-def fetch_policy(client: AtlasClient) -> PolicySummary:
+def fetch_validation_policy(client: AtlasClient) -> ValidationPolicy:
     document = client.get_json("/validationpolicy")
     if not isinstance(document, Mapping):
         raise AtlasError(GS_UNEXPECTED_RESPONSE(
@@ -50,14 +42,14 @@ def fetch_policy(client: AtlasClient) -> PolicySummary:
     return summarise(document)
 
 
-def summarise(document: Mapping[str, Any]) -> PolicySummary:
+def summarise(document: Mapping[str, Any]) -> ValidationPolicy:
     """Read the parts of a validation policy an admin asks about; tolerate missing parts."""
     public_key = _mapping(document.get("public_key"))
     ekus = _mapping(_mapping(document.get("extended_key_usages")).get("ekus"))
     validity = _mapping(document.get("validity"))
     lengths = public_key.get("allowed_lengths")
     listed = ekus.get("list")
-    return PolicySummary(
+    return ValidationPolicy(
         key_type=_str(public_key.get("key_type")),
         key_lengths=tuple(n for n in lengths if isinstance(n, int))
         if isinstance(lengths, list) else (),
