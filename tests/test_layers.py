@@ -9,7 +9,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 # Lowest first. A module may import its own layer and the ones below it.
 LAYERS = (
-    ("shared.problems", "shared.web", "shared.ncrontab", "shared.settings"),
+    ("shared.problems", "shared.web", "shared.ncrontab", "shared.settings", "shared.private"),
     ("shared.certs",),
     ("shared.atlas", "shared.vault", "shared.dip", "shared.storage"),
     ("shared.validation",),
