@@ -64,6 +64,15 @@ def credentials(req: func.HttpRequest) -> func.HttpResponse:
     return handle("credentials", action, req)
 
 
+# Anonymous to the Functions host: a browser's navigation cannot send x-functions-key. The
+# page is static; the API calls it makes need the key (shared/services/portal.py says why).
+@app.route(route="portal", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+def portal(req: func.HttpRequest) -> func.HttpResponse:
+    from shared.services import portal as service
+
+    return handle("portal", service.page, req)
+
+
 @app.route(route="webhooks/dip/{channel?}", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
 def dip_webhook(req: func.HttpRequest) -> func.HttpResponse:
     from shared.services import webhook as service

@@ -219,6 +219,9 @@ REQUEST_NOT_FOUND = _define("request.not_found", "No function serves this path",
 REQUEST_METHOD_NOT_ALLOWED = _define(
     "request.method_not_allowed", "The function does not accept this method", 405
 )
+REQUEST_CROSS_ORIGIN = _define(
+    "request.cross_origin", "The request did not come from this app's own page", 403
+)
 CONFIG_INVALID = _define("config.invalid", "The service is misconfigured", 500)
 INTERNAL_ERROR = _define("internal.error", "An unexpected error occurred", 500)
 

@@ -55,7 +55,7 @@ KEY_VAULT_EVENTS = {
     "Microsoft.KeyVault.CertificateExpired",
 }
 WEBHOOK_FUNCTIONS = {"dip_webhook", "health"}
-OPS_FUNCTIONS = {"health", "credentials_validate", "credentials", "events", "monitor"}
+OPS_FUNCTIONS = {"health", "credentials_validate", "credentials", "portal", "events", "monitor"}
 
 
 def parse_bicep(path: Path) -> dict:

@@ -1,5 +1,5 @@
-// The ops app: the credential API (behind App Service authentication with Microsoft Entra
-// ID), the events queue trigger (Key Vault and Storage events, delivered by Event Grid to a
+// The ops app: the credential API and the Certificate Admin's page (/api/portal), behind App
+// Service authentication with Microsoft Entra ID, the events queue trigger (Key Vault and Storage events, delivered by Event Grid to a
 // Storage queue) and the expiry monitor timer. Only those and health run here
 // (AzureWebJobs.dip_webhook.Disabled).
 //

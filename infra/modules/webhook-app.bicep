@@ -59,6 +59,7 @@ var disabledFunctionSettings = {
   'AzureWebJobs.credentials.Disabled': 'true'
   'AzureWebJobs.events.Disabled': 'true'
   'AzureWebJobs.monitor.Disabled': 'true'
+  'AzureWebJobs.portal.Disabled': 'true'
 }
 
 // Host and platform settings: identity-based host storage, Entra ID telemetry, the package.

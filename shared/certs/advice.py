@@ -103,3 +103,12 @@ ADVICE: dict[str, Advice] = {
 
 def advice_for(code: str) -> Advice | None:
     return ADVICE.get(code)
+
+
+def advised(finding) -> dict[str, str]:
+    """A finding as JSON (``code``, ``detail``) with ``why`` and ``action`` when advised."""
+    document = finding.to_dict()
+    advice = ADVICE.get(finding.code)
+    if advice is not None:
+        document["why"], document["action"] = advice.why, advice.action
+    return document

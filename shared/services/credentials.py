@@ -20,6 +20,7 @@ import re
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from shared.certs.advice import advised
 from shared.problems import (
     API_KEY_MISSING,
     API_SECRET_MISSING,
@@ -28,6 +29,7 @@ from shared.problems import (
     error_result,
     problem_result,
 )
+from shared.same_origin import require_same_origin
 from shared.services.submission import Submission, parse_submission
 from shared.settings import Settings
 from shared.web import HttpResult, Request, json_result
@@ -48,6 +50,7 @@ def submit(request: Request, settings: Settings) -> HttpResult:
 
 
 def describe(request: Request, settings: Settings) -> HttpResult:
+    from shared.events.reports import latest_validations
     from shared.services.monitor import latest_report
     from shared.vault import open_store
     from shared.vault.credentials import load_metadata
@@ -58,7 +61,8 @@ def describe(request: Request, settings: Settings) -> HttpResult:
         return error_result(err)
     return json_result(200, {"stored": metadata is not None,
                              "credentials": metadata.to_dict() if metadata else None,
-                             "monitor": latest_report(settings)})
+                             "monitor": latest_report(settings),
+                             "events": latest_validations(settings)})
 
 
 def check_submission(submission: Submission, settings: Settings) -> CredentialVerdict:
@@ -89,6 +93,7 @@ def _handle(request: Request, settings: Settings, *, store: bool) -> HttpResult:
     action = "submit" if store else "validate"
     caller = _caller(request)
     try:
+        require_same_origin(request)
         settings.require(Settings.credentials_max_body_bytes)
         submission = parse_submission(request, settings.credentials_max_body_bytes)
         verdict = check_submission(submission, settings)
@@ -98,7 +103,7 @@ def _handle(request: Request, settings: Settings, *, store: bool) -> HttpResult:
             logger.info("credentials %s by %s: valid (%s)", action, caller,
                         verdict.report.certificate.thumbprint_sha1)
             return json_result(200, {"valid": True, "errors": [],
-                                     "warnings": [f.to_dict() for f in verdict.warnings],
+                                     "warnings": [advised(f) for f in verdict.warnings],
                                      **verdict.details()})
         return _store(submission, verdict, settings, caller)
     except DipEdgeError as err:
@@ -111,7 +116,10 @@ def _rejected(action: str, caller: str, verdict: CredentialVerdict) -> HttpResul
     logger.info("credentials %s by %s: rejected %s; nothing stored", action, caller, codes)
     retry_after = verdict.proof.retry_after if verdict.proof else None
     return problem_result(verdict.errors[0], errors=verdict.errors, warnings=verdict.warnings,
-                          retry_after=retry_after, extra={"valid": False, **verdict.details()})
+                          retry_after=retry_after,
+                          extra={"valid": False, "errors": [advised(f) for f in verdict.errors],
+                                 "warnings": [advised(f) for f in verdict.warnings],
+                                 **verdict.details()})
 
 
 def _store(submission: Submission, verdict: CredentialVerdict, settings: Settings,
@@ -129,7 +137,7 @@ def _store(submission: Submission, verdict: CredentialVerdict, settings: Setting
     logger.info("credentials submit by %s: stored set %s (%s)", caller, metadata.set_id,
                 metadata.thumbprint)
     return json_result(201, {"status": "Added successfully",
-                             "warnings": [f.to_dict() for f in verdict.warnings],
+                             "warnings": [advised(f) for f in verdict.warnings],
                              **verdict.details(), "stored": metadata.to_dict()},
                        {"Location": "/api/credentials"})
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import re
 import tempfile
@@ -22,7 +23,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from shared.private import private_dir
+from shared.problems import DipEdgeError
 from shared.settings import Settings
+
+logger = logging.getLogger("dip_edge.reports")
 
 _NAME = re.compile(r"^[A-Za-z0-9._=-]+(/[A-Za-z0-9._=-]+)*$")
 
@@ -49,6 +53,9 @@ class ReportStore(Protocol):
     def put(self, name: str, document: Any) -> None:
         """Write, replacing any previous document."""
 
+    def recent(self, prefix: str, limit: int) -> list[str]:
+        """Names under ``prefix`` (e.g. ``keyvault/``), the most recently written first."""
+
 
 class BlobReports:
     def __init__(self, settings: Settings) -> None:
@@ -70,6 +77,19 @@ class BlobReports:
                 return json.loads(self._container.download_blob(name).readall())
             except ResourceNotFoundError:
                 return None
+
+    def recent(self, prefix: str, limit: int) -> list[str]:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        from shared.events.storage import storage_errors
+
+        with storage_errors(f"listing reports {self.container_name}/{prefix}"):
+            try:
+                blobs = [(b.last_modified, b.name)
+                         for b in self._container.list_blobs(name_starts_with=prefix)]
+            except ResourceNotFoundError:  # no container yet: no report yet
+                return []
+        return [name for _, name in sorted(blobs, reverse=True)[:limit]]
 
     def create(self, name: str, document: Any) -> bool:
         from azure.core.exceptions import ResourceExistsError
@@ -117,6 +137,17 @@ class DirectoryReports:
         except FileNotFoundError:
             return None
 
+    def recent(self, prefix: str, limit: int) -> list[str]:
+        found = []
+        for path in self.root.glob(f"{prefix}**/*.json"):
+            if path.name.startswith(".tmp-"):
+                continue
+            try:
+                found.append((path.stat().st_mtime_ns, path.relative_to(self.root).as_posix()))
+            except OSError:  # removed since listed
+                continue
+        return [name for _, name in sorted(found, reverse=True)[:limit]]
+
     def create(self, name: str, document: Any) -> bool:
         path = self._path(name)
         temp = self._write_temp(path, document)
@@ -148,3 +179,42 @@ def open_reports(settings: Settings) -> ReportStore:
     if configured(settings):
         return BlobReports(settings)
     return DirectoryReports(settings.state_dir / "reports")
+
+
+# The reports of event-driven validation (shared.events.keyvault and .uploads).
+VALIDATION_PREFIXES = ("keyvault/", "uploads/")
+
+
+def latest_validations(settings: Settings, limit: int = 10) -> list[dict] | None:
+    """Summaries of the latest event validation reports, newest first; None when the store
+    cannot be read (logged), so a page can say so rather than show nothing."""
+    try:
+        reports = open_reports(settings)
+        names = [n for prefix in VALIDATION_PREFIXES for n in reports.recent(prefix, limit)]
+        documents = [(n, reports.get(n)) for n in names]
+    except DipEdgeError as err:
+        logger.warning("the event validation reports could not be read (%s)", err.code)
+        return None
+    except ValueError:  # a report that is not JSON
+        logger.warning("an event validation report is not readable JSON; none shown")
+        return None
+    summaries = [_summary(n, d) for n, d in documents if isinstance(d, dict)]
+    summaries.sort(key=lambda s: str(s["handledAt"] or ""), reverse=True)
+    return summaries[:limit]
+
+
+def _summary(name: str, document: dict) -> dict:
+    kind = document.get("kind")
+    certificate = document.get("certificate") if isinstance(
+        document.get("certificate"), dict) else {}
+    return {
+        "name": name,
+        "kind": kind,
+        "outcome": document.get("outcome"),
+        "handledAt": document.get("handledAt"),
+        "subject": document.get(kind) if isinstance(kind, str) else None,
+        "errors": document.get("errors") or [],
+        "warnings": document.get("warnings") or [],
+        "certificate": {k: certificate.get(k) for k in ("subject", "thumbprintSha1",
+                                                        "notAfter")} if certificate else None,
+    }
