@@ -1,6 +1,7 @@
 # Everything a fresh Debian machine with Python 3.13 and npm needs, installed on demand.
 #   make run    - set up, then run dip-edge locally (HTTPS + client certificates, like App Service)
-#   make test   - set up, then run the whole test suite (what CI runs)
+#   make test   - set up (Debian's chromium too, for the page tests), then run the whole
+#                 test suite (what CI runs)
 #   make bench  - set up, then run every benchmark and print the table
 # Python 3.13: `python3.13` on PATH (Debian 13's default), else the newest pyenv-installed 3.13
 # (pyenv's shim for python3.13 fails unless that version is selected, so it is run to be sure).
@@ -15,6 +16,9 @@ STAMP := $(VENV)/.installed
 AZURITE := node_modules/.bin/azurite
 INFRA_VENV := .venv-infra
 INFRA_STAMP := $(INFRA_VENV)/.installed
+# The page tests drive Debian's Chromium through Playwright (never `playwright install`).
+CHROMIUM := /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: run test bench lint setup clean
 
@@ -42,10 +46,14 @@ $(AZURITE): package.json
 	npm install --no-audit --no-fund --loglevel=error
 	touch $@
 
+$(CHROMIUM):
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium || { \
+	  $(SUDO) apt-get update && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; }
+
 run: $(STAMP)
 	$(BIN)/dip-edge serve
 
-test: $(STAMP) $(AZURITE) $(INFRA_STAMP)
+test: $(STAMP) $(AZURITE) $(INFRA_STAMP) $(CHROMIUM)
 	$(BIN)/python -m pytest -n 2 --dist loadgroup
 
 bench: $(STAMP) $(AZURITE)

@@ -202,6 +202,9 @@ def _print_banner(host, functions, certs, state_dir: Path, worker, *,
         f"      --ca {certs.ca} --cert {certs.client_cert} --key {certs.client_key} \\",
         f"      --sign-cert {certs.signer_cert} --sign-key {certs.signer_key}",
         f"    dip-edge inbox list --state-dir {state_dir}",
+        f"  the Certificate Admin's page: {url}/api/portal (the browser needs the client "
+        f"certificate {certs.client_cert} with {certs.client_key}; the page asks once for "
+        f"the function key, in {state_dir / 'function-key'})",
         "  Ctrl-C stops.",
     ]
     print("\n".join(lines), flush=True)

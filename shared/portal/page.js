@@ -143,9 +143,9 @@
     replace(result, ...nodes);
   }
 
-  function levelBadge(level) {
+  function levelBadge(level, text) {
     return el("span", `level level-${["ok", "warning", "error"].includes(level) ? level
-      : "error"}`, level);
+      : "error"}`, text || level);
   }
 
   function table(caption, headings, rows) {
@@ -163,6 +163,7 @@
       for (const cell of row) {
         const td = tr.insertCell();
         if (cell instanceof Node) td.append(cell); else td.textContent = cell ?? "—";
+        if (typeof cell === "string" && /\S{20,}/.test(cell)) td.className = "long";
       }
     }
     return node;
@@ -203,10 +204,11 @@
     const monitor = doc.monitor;
     if (monitor && Array.isArray(monitor.credentials)) {
       nodes.push(table(`Latest expiry monitor run: ${monitor.checkedAt} (level ${monitor.level})`,
-        ["Credential", "Level", "Detail", "Not after", "Days left"],
+        ["Credential", "Level", "Detail", "Subject", "Thumbprint (SHA-1)", "Not after",
+         "Days left"],
         monitor.credentials.map((c) => [c.credential, levelBadge(c.level), c.detail,
-                                        c.notAfter, c.daysLeft === null ? null
-                                          : String(c.daysLeft)])));
+                                        c.subject, c.thumbprint, c.notAfter,
+                                        c.daysLeft === null ? null : String(c.daysLeft)])));
     } else {
       nodes.push(el("p", null, "The expiry monitor has not run yet."));
     }
@@ -218,7 +220,8 @@
       nodes.push(table("Latest event validation reports",
         ["Handled at", "Kind", "Subject", "Outcome", "Errors", "Warnings"],
         doc.events.map((r) => [r.handledAt, r.kind, subjectText(r),
-                               levelBadge(r.outcome === "passed" ? "ok" : "error"),
+                               levelBadge(r.outcome === "passed" ? "ok" : "error",
+                                          r.outcome || "unknown"),
                                codes(r.errors), codes(r.warnings)])));
     }
     replace(stored, ...nodes);

@@ -11,6 +11,8 @@ Checks run in order: the submission's shape (``request.*``), then the API key, A
 and PFX offline (all findings together), then — only when those pass — the proof against
 GlobalSign Atlas. A GlobalSign outage answers 503 with ``Retry-After``. Each outcome is
 logged with the caller (``X-MS-CLIENT-PRINCIPAL-NAME`` from App Service authentication).
+Every finding carries the advice ``check-pfx`` prints (``why``, ``action``). Before any of
+it, a browser POST from another site is refused (``shared.same_origin``).
 """
 
 from __future__ import annotations
