@@ -252,7 +252,7 @@ def test_save_adds_the_validated_set_and_stored_credentials_show_it(tab, account
     tab.result("Valid")
     page.get_by_role("button", name="Save").click()
     tab.result("Added successfully")
-    page.locator("#stored").get_by_text(account.thumbprint).wait_for()
+    page.locator("#stored dd", has_text=account.thumbprint).wait_for()
     stored = page.inner_text("#stored")
     assert "Validated at" in stored and "Current credential set" in stored
     assert len(tab.posts("/api/credentials")) == 1
@@ -325,7 +325,7 @@ def test_keyboard_only_from_the_first_tab_to_added_successfully(tab, account):
     keys.press("Enter")
     tab.result("Added successfully")
     assert focused() == "result"  # Save is disabled again; the keyboard carries on from here
-    page.locator("#stored").get_by_text(account.thumbprint).wait_for()
+    page.locator("#stored dd", has_text=account.thumbprint).wait_for()
     assert_no_secret_left(tab, account)
 
 
