@@ -148,6 +148,11 @@ REFUSED = {
     "a cookie without the header": {"Cookie": "AppServiceAuthSession=abc"},
     "our Origin without the header": {"Origin": BASE, "Sec-Fetch-Site": "same-origin"},
     "a browser navigation": {"Sec-Fetch-Site": "none", "X-DIP-Edge-CSRF": "1"},
+    "an Origin that is not a URL": {"Origin": "https://[::1", "X-DIP-Edge-CSRF": "1"},
+    "an Origin with an impossible port": {"Origin": "https://ops.example.test:99999",
+                                          "X-DIP-Edge-CSRF": "1"},
+    "our host as a prefix of another": {"Origin": "https://ops.example.test.evil.test",
+                                        "X-DIP-Edge-CSRF": "1"},
 }
 
 
@@ -245,3 +250,26 @@ def test_describe_says_when_reports_cannot_be_read(app_env, tmp_path):
     response = call_http("credentials", "GET", f"{BASE}/api/credentials")
     assert response.status_code == 200
     assert json.loads(response.get_body())["events"] is None
+
+
+@pytest.mark.azurite
+def test_blob_reports_list_the_latest_validations_too(app_env, azurite):
+    """In Azure the reports are blobs: the same listing through the real SDK on Azurite."""
+    app_env(EVENTS_STORAGE=azurite.connection_string,
+            REPORTS_CONTAINER=f"reports-{os.urandom(4).hex()}")
+    from shared.events.reports import BlobReports, open_reports
+
+    settings = get_settings()
+    assert latest_validations(settings) == []  # no container yet
+    reports = open_reports(settings)
+    assert isinstance(reports, BlobReports)
+    for n in range(3):
+        reports.create(f"keyvault/globalsign-pfx/v{n}.json",
+                       {"kind": "secret", "outcome": "passed", "errors": [], "warnings": [],
+                        "handledAt": f"2026-12-0{n + 1}T00:00:00+00:00"})
+    reports.put("monitor/latest.json", {"level": "ok"})
+    # Last-Modified has one-second resolution; ties go to the greater name (v2 over v1).
+    assert reports.recent("keyvault/", 2) == ["keyvault/globalsign-pfx/v2.json",
+                                              "keyvault/globalsign-pfx/v1.json"]
+    names = [e["name"] for e in latest_validations(settings)]
+    assert names == [f"keyvault/globalsign-pfx/v{n}.json" for n in (2, 1, 0)]
