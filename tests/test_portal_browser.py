@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.serialization import BestAvailableEncryption
 
 from shared.certs.advice import ADVICE
 from shared.certs.facts import describe
+from tests.support.leaks import assert_no_secrets
 
 pytestmark = pytest.mark.xdist_group("portal")
 
@@ -62,8 +63,9 @@ def served(tmp_path_factory, atlas_server):
     for name in ("DIP_CLIENT_TRUST_ANCHORS", "DIP_CLIENT_INTERMEDIATES", "KEY_VAULT_URL",
                  "SECRET_STORE", "INBOX_STORAGE", "EVENTS_STORAGE"):
         env.pop(name, None)
-    process = subprocess.Popen([DIP_EDGE, "serve", "--port", "0", "--state-dir", str(state),
-                                "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+    log = state.parent / "serve.log"
+    process = subprocess.Popen([DIP_EDGE, "serve", "--port", "0", "--state-dir", str(state)],
+                               stdout=subprocess.PIPE, stderr=open(log, "wb"),  # noqa: SIM115
                                text=True, env=env)
     deadline, base_url = time.monotonic() + 60, None
     while time.monotonic() < deadline and base_url is None:
@@ -75,9 +77,11 @@ def served(tmp_path_factory, atlas_server):
     if base_url is None:
         process.kill()
         pytest.fail("dip-edge serve did not start")
-    yield Served(process, base_url, state)
+    served = Served(process, base_url, state)
+    yield served
     process.terminate()
     process.wait(10)
+
 
 
 @pytest.fixture(scope="module")
@@ -360,3 +364,20 @@ def test_a_cross_site_form_post_is_refused_even_with_the_key(browser, served):
         assert post.all_headers().get("sec-fetch-site") == "cross-site"
     finally:
         tab.close()
+
+
+def test_no_secret_reached_the_host_log(served, account):
+    """Last in this module: every test above went through this serve (and one more
+    submission here, so the test stands alone too)."""
+    import requests
+
+    requests.post(f"{served.base_url}/api/credentials/validate", timeout=30,
+                  cert=(str(served.certs / "client.pem"), str(served.certs / "client.key")),
+                  verify=str(served.certs / "ca.pem"),
+                  headers={"x-functions-key": served.function_key},
+                  data={"apiKey": account.api_key, "apiSecret": account.api_secret,
+                        "pfxPassword": PFX_PASSWORD},
+                  files={"pfx": account.pfx_path.read_bytes()})
+    text = (served.state_dir.parent / "serve.log").read_text()
+    assert "POST /api/credentials" in text  # the host's request log is in it
+    assert_no_secrets(text, account.api_secret, PFX_PASSWORD, served.function_key)
