@@ -49,6 +49,7 @@ def test_worker_init_announces_the_capabilities_the_body_handling_relies_on():
     ("health", "health", ["GET"], "ANONYMOUS"),
     ("credentials_validate", "credentials/validate", ["POST"], "FUNCTION"),
     ("credentials", "credentials", ["GET", "POST"], "FUNCTION"),
+    ("portal", "portal", ["GET"], "ANONYMOUS"),
     ("dip_webhook", "webhooks/dip/{channel?}", ["POST"], "ANONYMOUS"),
 ])
 def test_http_functions_are_indexed_with_route_methods_and_auth_level(name, route, methods,
