@@ -9,12 +9,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 # Lowest first. A module may import its own layer and the ones below it.
 LAYERS = (
-    ("shared.problems", "shared.web", "shared.ncrontab", "shared.settings", "shared.private"),
+    ("shared.problems", "shared.web", "shared.ncrontab", "shared.settings", "shared.private",
+     "shared.same_origin"),
     ("shared.certs",),
     ("shared.atlas", "shared.vault", "shared.dip", "shared.storage"),
     ("shared.validation",),
     ("shared.events",),
-    ("shared.services",),
+    ("shared.services", "shared.portal"),
     ("shared.devhost", "shared.cli", "shared.__main__", "function_app"),
 )
 

@@ -217,7 +217,7 @@ def test_a_wrong_password_shows_the_finding_and_its_advice(tab, account):
 def run_monitor_and_an_event(served: Served, atlas_server, monkeypatch) -> str:
     """The expiry monitor's timer and a Key Vault event for the stored PFX version, run by
     their real services on serve's state directory; the PFX version is returned."""
-    from shared.services.events import handle_message
+    from shared.events.handler import handle_message
     from shared.services.monitor import run_scheduled
     from shared.settings import get_settings
     from shared.vault import open_store

@@ -16,8 +16,8 @@ import pytest
 from cryptography.hazmat.primitives.serialization import BestAvailableEncryption, pkcs12
 
 from shared.certs.advice import ADVICE
-from shared.events.reports import DirectoryReports, latest_validations
 from shared.settings import get_settings
+from shared.storage.reports import DirectoryReports, latest_validations
 from tests.support.functions import call_http
 
 BASE = "https://ops.example.test"
@@ -257,7 +257,7 @@ def test_blob_reports_list_the_latest_validations_too(app_env, azurite):
     """In Azure the reports are blobs: the same listing through the real SDK on Azurite."""
     app_env(EVENTS_STORAGE=azurite.connection_string,
             REPORTS_CONTAINER=f"reports-{os.urandom(4).hex()}")
-    from shared.events.reports import BlobReports, open_reports
+    from shared.storage.reports import BlobReports, open_reports
 
     settings = get_settings()
     assert latest_validations(settings) == []  # no container yet

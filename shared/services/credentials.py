@@ -52,8 +52,8 @@ def submit(request: Request, settings: Settings) -> HttpResult:
 
 
 def describe(request: Request, settings: Settings) -> HttpResult:
-    from shared.events.reports import latest_validations
     from shared.services.monitor import latest_report
+    from shared.storage.reports import latest_validations
     from shared.vault import open_store
     from shared.vault.credentials import load_metadata
 

@@ -81,7 +81,7 @@ class BlobReports:
     def recent(self, prefix: str, limit: int) -> list[str]:
         from azure.core.exceptions import ResourceNotFoundError
 
-        from shared.events.storage import storage_errors
+        from shared.storage.connection import storage_errors
 
         with storage_errors(f"listing reports {self.container_name}/{prefix}"):
             try:
