@@ -88,6 +88,13 @@ PFX_KEY_MISMATCH = _define(
     "pfx.key_mismatch", "The private key matches none of the certificates", 422
 )
 PFX_SEVERAL_KEYS = _define("pfx.several_keys", "The PFX holds more than one private key", 422)
+# Warnings: the PFX opened, but as uploaded it may not open everywhere.
+PFX_PASSWORD_UNUSED = _define(
+    "pfx.password_unused", "A password was given for a PFX that has none", 200
+)
+PFX_LEGACY_ENCRYPTION = _define(
+    "pfx.legacy_encryption", "The PFX is encrypted with legacy algorithms", 200
+)
 
 # Certificate (the leaf found in the PFX).
 CERT_EXPIRED = _define("cert.expired", "The certificate has expired", 422)

@@ -54,6 +54,7 @@ class CredentialVerdict:
             "certificate": report.certificate.to_dict() if report and report.certificate
             else None,
             "chain": [c.to_dict() for c in report.chain] if report else [],
+            "pkcs12": report.pkcs12() if report else None,
             "globalsign": self.proof.to_dict() if self.proof else None,
         }
 

@@ -94,7 +94,9 @@ def test_valid_chain_but_wrong_identity_is_clientcert_identity_mismatch(dip_pki)
     verdict = _policy(dip_pki).check_header(header_value(dip_pki.stranger))
     assert _codes(verdict) == ["clientcert.identity_mismatch"]
     assert verdict.chain  # the chain was fine; the identity is not
-    assert "someone-else" not in verdict.errors[0].detail
+    # The certificate's own value is shown beside the rule field it fails.
+    assert ("(the certificate has 'CN=someone-else.example,O=Other Energy Ltd,C=GB')"
+            in verdict.errors[0].detail)
 
 
 def test_missing_intermediate_without_aia_is_untrusted(dip_pki):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import subprocess
 
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
@@ -47,9 +48,10 @@ def test_every_field_matches_the_right_certificate_in_every_accepted_spelling(
         "serial_number": [f"{cert.serial_number:X}", f"00{cert.serial_number:x}",
                           f"0x{cert.serial_number:X}"],
         "common_name": ["DIP-Webhook-Client.Elexon.Example"],
-        "subject": [subject, subject.replace(",", ", "), subject.lower().replace("cn=", "cn=")],
+        "subject": [subject, subject.replace(",", ", "), subject.lower().replace("cn=", "cn="),
+                    *openssl_names(cert)],
         "dns_name": ["dip-webhook-client.elexon.example", "DIP-WEBHOOK-CLIENT.elexon.example."],
-        "issuer_subject": [issuer.subject.rfc4514_string()],
+        "issuer_subject": [issuer.subject.rfc4514_string(), *openssl_names(issuer)],
         "issuer_thumbprint": [issuer.fingerprint(hashes.SHA1()).hex(),
                               _colons(issuer.fingerprint(hashes.SHA256()).hex())],
         "spki_sha256": [base64.b64encode(spki_digest).decode(), spki_digest.hex(),
@@ -78,12 +80,44 @@ def test_issuer_fields_need_the_issuer_from_the_validated_chain(dip_pki):
     assert rule.match(leaf_only) is None
 
 
-def test_mismatch_explanation_names_fields_not_values(presented):
+def test_mismatch_explanation_shows_the_certificates_value_beside_each_field(dip_pki,
+                                                                           presented):
     rules = _rules({"name": "dip", "common_name": "dip-webhook-client.elexon.example",
                     "serial_number": "01"}, {"thumbprint": "00" * 20})
     text = rules.explain(presented)
-    assert "rule 'dip'" in text and "serial_number" in text and "2 identity rule(s)" in text
-    assert "dip-webhook-client" not in text
+    assert "rule 'dip'" in text and "2 identity rule(s)" in text
+    serial = f"{dip_pki.client.certificate.serial_number:X}"
+    assert f"serial_number (the certificate has '{serial}')" in text
+    assert "common_name" not in text.split("differs in:")[1]  # that field matched
+
+
+def openssl_names(cert) -> list[str]:
+    """The name as openssl prints it (forward order, spaced, and the compat form)."""
+    import tempfile
+
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    with tempfile.NamedTemporaryFile(suffix=".pem") as pem:
+        pem.write(cert.public_bytes(Encoding.PEM))
+        pem.flush()
+        names = []
+        for options in ([], ["-nameopt", "compat"]):
+            line = subprocess.run(["openssl", "x509", "-in", pem.name, "-noout", "-subject",
+                                   *options], capture_output=True, text=True,
+                                  check=True).stdout.strip()
+            names += [line, line.removeprefix("subject=")]
+    return names
+
+
+def test_names_compare_whatever_order_they_are_written_in(dip_pki, presented, stranger):
+    issuer = dip_pki.intermediate.certificate
+    reversed_order = ",".join(reversed(issuer.subject.rfc4514_string().split(",")))
+    for spelling in (reversed_order, *openssl_names(issuer)):
+        assert _rules({"issuer_subject": spelling}).match(presented) is not None, spelling
+    # Order-blind, not attribute-blind: a different value or a missing attribute differs.
+    subject = dip_pki.client.certificate.subject.rfc4514_string()
+    for other in (subject.replace("C=GB", "C=FR"), subject.split(",", 1)[1]):
+        assert _rules({"subject": other}).match(presented) is None, other
 
 
 @pytest.mark.parametrize(("doc", "message"), [
@@ -101,8 +135,8 @@ def test_mismatch_explanation_names_fields_not_values(presented):
     ('[{"issuer_thumbprint": "ab"}]', "issuer_thumbprint must be 40 or 64 hexadecimal"),
     ('[{"serial_number": "12G"}]', "serial_number must be hexadecimal"),
     ('[{"spki_sha256": "bm90IGEgZGlnZXN0"}]', "spki_sha256 must be a SHA-256 digest"),
-    ('[{"subject": "just words"}]', "subject is not an RFC 4514 distinguished name"),
-    ('[{"issuer_subject": "CN=a,=b"}]', "issuer_subject is not an RFC 4514"),
+    ('[{"subject": "just words"}]', "subject is not a distinguished name"),
+    ('[{"issuer_subject": "CN=a,=b"}]', "issuer_subject is not a distinguished name"),
     ("[" * 100_000, "nested too deeply"),  # json raised RecursionError
 ])
 def test_bad_rules_are_config_errors_naming_the_setting_and_the_problem(doc, message):

@@ -14,6 +14,7 @@ from shared.certs.facts import describe, to_passwordless_pfx
 from shared.certs.pfx_check import PfxPolicy, check_pfx
 from shared.problems import CATALOGUE, DipEdgeError
 from shared.settings import load_settings
+from tests.support.leaks import assert_no_secrets
 from tests.support.pfx_factory import (
     FIXTURE_FOR_CODE,
     PASSWORD,
@@ -53,12 +54,30 @@ def test_each_code_has_a_fixture_that_produces_it(factory, code, kind):
 def test_the_table_covers_every_pfx_and_cert_code():
     wanted = {c for c in CATALOGUE if c.split(".")[0] in {"pfx", "cert"}}
     covered = set(FIXTURE_FOR_CODE) | {"pfx.missing", "pfx.too_large", "pfx.not_pkcs12",
-                                  "cert.expiring_soon"}  # tested below / in test_pfx_hostile
+                                  "cert.expiring_soon",  # tested below / in test_pfx_hostile
+                                  # warnings on files from openssl and keytool:
+                                  "pfx.password_unused", "pfx.legacy_encryption"}
     assert wanted == covered
 
 
-@pytest.mark.parametrize("kind", ["rsa_aes", "rsa_legacy", "rsa_passwordless", "rsa_no_chain",
-                                  "ec_p256", "ec_p384_legacy", "no_eku"])
+@pytest.mark.parametrize("kind", ["rsa_legacy", "ec_p384_legacy"])
+def test_legacy_3des_pfx_files_are_valid_with_a_legacy_encryption_warning(factory, kind):
+    report = check(getattr(factory, kind))
+    assert report.valid and codes(report.warnings) == ["pfx.legacy_encryption"]
+    assert "3DES (pbeWithSHAAnd3-KeyTripleDES-CBC), 2,048 iteration(s)" in \
+        report.warnings[0].detail
+    assert report.to_dict()["pkcs12"]["mac"] == {"algorithm": "HMAC-SHA-1",
+                                                 "iterations": 2048, "legacy": False}
+
+
+def test_a_password_given_for_a_passwordless_pfx_is_a_warning(factory):
+    report = check(factory.rsa_passwordless, password=PASSWORD)
+    assert report.valid and codes(report.warnings) == ["pfx.password_unused"]
+    assert_no_secrets(str(report.to_dict()), PASSWORD.decode())
+
+
+@pytest.mark.parametrize("kind", ["rsa_aes", "rsa_passwordless", "rsa_no_chain", "ec_p256",
+                                  "no_eku"])
 def test_good_pfx_files_are_valid_without_warnings(factory, kind):
     report = check(getattr(factory, kind))
     assert report.errors == () and report.warnings == ()

@@ -28,6 +28,7 @@ from cryptography import x509
 from shared.certs.roots import globalsign_roots
 from shared.certs.trust import TrustPolicy
 from tests.support.testdata import testdata
+from tests.support.words import assert_our_words
 
 REPO = Path(__file__).resolve().parents[1]
 LIMBO = testdata("x509-limbo", "limbo.json")
@@ -89,6 +90,8 @@ def run_case(case_id: str) -> tuple[bool, str]:
 
 
 def _expect(case_id: str, accepted: bool, detail: str) -> None:
+    if not detail.startswith("unloadable: "):
+        assert_our_words(detail)  # every refusal is explained in our words
     expected = _cases()[case_id]["expected_result"] == "SUCCESS"
     if not expected:
         assert not accepted, f"wrong accept of {case_id}"

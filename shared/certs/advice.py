@@ -46,6 +46,16 @@ ADVICE: dict[str, Advice] = {
         "The DIP logs in with one key; with several, which one a tool uses is up to the tool "
         "(most take the first), so the upload may not work as it did here.",
         "Export only the Atlas API access certificate with its own key (and its chain)."),
+    "pfx.password_unused": Advice(
+        "The DIP opens the PFX with the password uploaded beside it; a file without a "
+        "password does not open with one.",
+        "Upload the PFX with an empty password, or export it again protected by the "
+        "password you mean to upload."),
+    "pfx.legacy_encryption": Advice(
+        "Old PKCS#12 encryption (RC2, 3DES) is refused by FIPS-mode systems, and OpenSSL 3 "
+        "opens RC2 only with -legacy, so the DIP's side may not open the file.",
+        "Export it again with AES-256: `openssl pkcs12 -export` (OpenSSL 3 defaults), "
+        "Windows' AES256-SHA256, or `keytool` from Java 17."),
     "cert.expired": Advice(
         "GlobalSign refuses expired certificates, so the DIP's validation fails.",
         "Renew the Atlas API access certificate in GlobalSign's console and export a new PFX."),

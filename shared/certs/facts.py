@@ -32,6 +32,10 @@ _EKU_NAMES = {
     ExtendedKeyUsageOID.TIME_STAMPING: "timeStamping",
     ExtendedKeyUsageOID.OCSP_SIGNING: "OCSPSigning",
     ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE: "anyExtendedKeyUsage",
+    ExtendedKeyUsageOID.SMARTCARD_LOGON: "smartcardLogon",
+    ExtendedKeyUsageOID.KERBEROS_PKINIT_KDC: "pkInitKDC",
+    ExtendedKeyUsageOID.IPSEC_IKE: "ipsecIKE",
+    ExtendedKeyUsageOID.CERTIFICATE_TRANSPARENCY: "certificateTransparency",
 }
 _KEY_USAGE_NAMES = (
     ("digital_signature", "digitalSignature"), ("content_commitment", "contentCommitment"),
@@ -115,9 +119,16 @@ def extended_key_usages(cert: x509.Certificate) -> tuple[x509.ObjectIdentifier, 
     return tuple(extension) if extension is not None else None
 
 
-def describe_ekus(oids) -> tuple[str, ...]:
-    """EKU OIDs by their usual names ("clientAuth"), unknown ones as dotted OIDs."""
-    return tuple(_EKU_NAMES.get(oid, oid.dotted_string) for oid in oids)
+def describe_ekus(oids, *, in_words: bool = False) -> tuple[str, ...]:
+    """EKU OIDs by their usual names ("clientAuth"), unknown ones as dotted OIDs (or, for
+    a sentence, ``in_words``, as "an unrecognised usage (object identifier ...)")."""
+    def name(oid) -> str:
+        if oid in _EKU_NAMES:
+            return _EKU_NAMES[oid]
+        return (f"an unrecognised usage (object identifier {oid.dotted_string})" if in_words
+                else oid.dotted_string)
+
+    return tuple(name(oid) for oid in oids)
 
 
 def is_ca(cert: x509.Certificate) -> bool:
@@ -142,8 +153,9 @@ def unreadable_parts(cert: x509.Certificate) -> list[str]:
     unknown = [e.oid.dotted_string for e in extensions
                if e.critical and isinstance(e.value, x509.UnrecognizedExtension)]
     if unknown:
-        problems.append(f"its critical extension(s) {', '.join(unknown)}, which TLS peers "
-                        "do not know and must therefore refuse (RFC 5280 4.2)")
+        problems.append(f"its critical extension(s) with object identifier "
+                        f"{', '.join(unknown)}, which TLS peers do not know and must "
+                        "therefore refuse (RFC 5280 4.2)")
     if key_description(_public_key(cert))[0] == "unknown":
         problems.append("its public key (an unsupported or malformed key)")
     return problems
@@ -222,5 +234,7 @@ def eku_name(dotted: str) -> str | None:
 
 
 def safe_reason(exc: Exception) -> str:
-    """The first line of a parse error: cryptography's name the field, never key material."""
-    return str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+    """A parse error in our words: cryptography's name the field, never key material."""
+    from shared.certs.verifier_words import parse_error
+
+    return parse_error(exc)

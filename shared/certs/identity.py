@@ -10,11 +10,15 @@ field of it, and passes :class:`IdentityRules` when it matches at least one rule
 
 Fields: ``thumbprint`` (SHA-1 hex, as the Azure portal shows it; case, colons and spaces
 ignored), ``thumbprint_sha256``, ``serial_number`` (hex), ``common_name``, ``subject`` and
-``issuer_subject`` (RFC 4514, as ``dip-edge check-cert`` prints them), ``dns_name`` (one of
+``issuer_subject`` (distinguished names, compared as names: the attributes must be the
+same, in whatever order they are written — RFC 4514 as ``dip-edge check-cert`` prints
+them, openssl's ``C = GB, O = Org, CN = host`` or ``/C=GB/O=Org/CN=host`` — with case and
+spacing in values ignored), ``dns_name`` (one of
 the subjectAltName DNS names), ``issuer_thumbprint`` (SHA-1 or SHA-256 hex of the issuing
 CA certificate in the validated chain), ``spki_sha256`` (base64 or hex of the SHA-256 of
 the SubjectPublicKeyInfo, survives renewal with the same key); ``name`` labels a rule.
-Names and DNS names compare case-insensitively.
+Names and DNS names compare case-insensitively. When no rule matches, the explanation
+shows the certificate's own values for the fields the closest rule differs in.
 """
 
 from __future__ import annotations
@@ -24,20 +28,33 @@ import binascii
 import json
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import NameOID
 
+from shared.certs.facts import name_text
 from shared.problems import CONFIG_INVALID, DipEdgeError
 
 _HEX = re.compile(r"^[0-9A-F]+$")
 _SEPARATORS = re.compile(r"[\s:\-]")
-# RFC 4514 as people paste it: "CN=a, O=b" (space after the comma) and "cn=a".
-_DN_SPACE = re.compile(r"(?<!\\),\s+(?=[A-Za-z][A-Za-z0-9-]*\s*=|[0-9.]+\s*=)")
-_DN_KEY = re.compile(r"(^|(?<!\\)[,+])\s*([A-Za-z][A-Za-z0-9-]*)\s*=")
+# Names as people paste them: "CN=a, O=b" (space after the comma), "cn=a", openssl's
+# "C = GB, O = b" (spaces around "=") and "/C=GB/O=b" (its compat form), "subject=...".
+_DN_SPACE = re.compile(r"(?<!\\)([,+])\s+(?=[A-Za-z][A-Za-z0-9-]*\s*=|[0-9.]+\s*=)")
+_DN_KEY = re.compile(r"(^|(?<!\\)[,+])\s*([A-Za-z][A-Za-z0-9-]*)\s*=\s*")
+_DN_LABEL = re.compile(r"^(subject|issuer)\s*=\s*", re.IGNORECASE)
+_SLASH = re.compile(r"(?<!\\)/")
+# openssl's names for attributes RFC 4514 has no keyword for.
+_ATTRIBUTE_NAMES = {
+    "EMAILADDRESS": NameOID.EMAIL_ADDRESS, "SERIALNUMBER": NameOID.SERIAL_NUMBER,
+    "GN": NameOID.GIVEN_NAME, "SN": NameOID.SURNAME, "TITLE": NameOID.TITLE,
+    "ORGANIZATIONIDENTIFIER": NameOID.ORGANIZATION_IDENTIFIER,
+    "BUSINESSCATEGORY": NameOID.BUSINESS_CATEGORY, "POSTALCODE": NameOID.POSTAL_CODE,
+    "JURISDICTIONC": NameOID.JURISDICTION_COUNTRY_NAME,
+}
+NameKey = tuple[tuple[tuple[str, str], ...], ...]
 
 
 class IdentityConfigError(ValueError):
@@ -77,19 +94,37 @@ def _spki(value: str) -> bytes:
     return digest
 
 
-def normalise_name(value: str, field: str) -> str:
-    """An RFC 4514 distinguished name in the form ``Name.rfc4514_string()`` prints, folded."""
-    text = _DN_SPACE.sub(",", value.strip())
+def normalise_name(value: str, field: str) -> NameKey:
+    """A distinguished name as written in a rule, as the key :func:`name_key` gives."""
+    text = _DN_LABEL.sub("", value.strip())
+    if text.startswith("/"):  # openssl's compat form: /C=GB/O=Org/CN=host
+        text = ",".join(part.replace(",", "\\,") for part in _SLASH.split(text[1:]) if part)
+    text = _DN_SPACE.sub(lambda m: m.group(1), text)
     text = _DN_KEY.sub(lambda m: f"{m.group(1)}{m.group(2).upper()}=", text)
     try:
-        name = x509.Name.from_rfc4514_string(text)
+        name = x509.Name.from_rfc4514_string(text, _ATTRIBUTE_NAMES)
     except ValueError:
         raise IdentityConfigError(
-            f"{field} is not an RFC 4514 distinguished name such as "
-            f"'CN=host.example,O=Org,C=GB': {value!r}") from None
+            f"{field} is not a distinguished name such as 'CN=host.example,O=Org,C=GB' "
+            f"(or openssl's 'C = GB, O = Org, CN = host.example'): {value!r}") from None
     if not len(name):
         raise IdentityConfigError(f"{field} must not be empty")
-    return name.rfc4514_string().casefold()
+    return name_key(name)
+
+
+def name_key(name: x509.Name) -> NameKey:
+    """A name compared as a set of attributes: the order of its RDNs (which RFC 4514 and
+    openssl print in opposite directions) and the case and spacing of values ignored."""
+    return tuple(sorted(
+        tuple(sorted((a.oid.dotted_string, " ".join(_text(a.value).split()).casefold())
+                     for a in rdn))
+        for rdn in name.rdns))
+
+
+def _text(value: str | bytes) -> str:
+    return value if isinstance(value, str) else value.decode("latin-1")
+
+
 
 
 @dataclass(frozen=True)
@@ -100,11 +135,13 @@ class Presented:
     thumbprint_sha256: str
     serial_number: str
     common_names: frozenset[str]
-    subject: str
+    subject: NameKey
     dns_names: frozenset[str]
-    issuer_subject: str
+    issuer_subject: NameKey
     issuer_thumbprints: frozenset[str]
     spki_sha256: bytes
+    # The certificate's own values as it shows them, for explanations.
+    shown: dict[str, str] = field(default_factory=dict, compare=False)
 
     @classmethod
     def of(cls, certificate: x509.Certificate,
@@ -124,16 +161,34 @@ class Presented:
         ) if issuer is not None else frozenset()
         digest = hashes.Hash(hashes.SHA256())
         digest.update(spki)
+        thumbprint = certificate.fingerprint(hashes.SHA1()).hex().upper()  # noqa: S303
+        thumbprint_sha256 = certificate.fingerprint(hashes.SHA256()).hex().upper()
+        serial = format(certificate.serial_number, "X")
+        spki_digest = digest.finalize()
+        shown = {
+            "thumbprint": thumbprint, "thumbprint_sha256": thumbprint_sha256,
+            "serial_number": serial,
+            "common_name": ", ".join(sorted(
+                str(a.value) for a in certificate.subject.get_attributes_for_oid(
+                    NameOID.COMMON_NAME))) or "(none)",
+            "subject": name_text(certificate.subject),
+            "dns_name": ", ".join(sorted(dns)) or "(no subjectAltName DNS names)",
+            "issuer_subject": name_text(certificate.issuer),
+            "issuer_thumbprint": issuer.fingerprint(hashes.SHA256()).hex().upper()
+            if issuer is not None else "(no issuer in the validated chain)",
+            "spki_sha256": base64.b64encode(spki_digest).decode(),
+        }
         return cls(
-            thumbprint=certificate.fingerprint(hashes.SHA1()).hex().upper(),  # noqa: S303
-            thumbprint_sha256=certificate.fingerprint(hashes.SHA256()).hex().upper(),
-            serial_number=format(certificate.serial_number, "X"),
+            thumbprint=thumbprint,
+            thumbprint_sha256=thumbprint_sha256,
+            serial_number=serial,
             common_names=cns,
-            subject=certificate.subject.rfc4514_string().casefold(),
+            subject=name_key(certificate.subject),
             dns_names=dns,
-            issuer_subject=certificate.issuer.rfc4514_string().casefold(),
+            issuer_subject=name_key(certificate.issuer),
             issuer_thumbprints=issuer_prints,
-            spki_sha256=digest.finalize(),
+            spki_sha256=spki_digest,
+            shown=shown,
         )
 
 
@@ -146,9 +201,9 @@ class IdentityRule:
     thumbprint_sha256: str | None = None
     serial_number: str | None = None
     common_name: str | None = None
-    subject: str | None = None
+    subject: NameKey | None = None
     dns_name: str | None = None
-    issuer_subject: str | None = None
+    issuer_subject: NameKey | None = None
     issuer_thumbprint: str | None = None
     spki_sha256: bytes | None = None
 
@@ -257,9 +312,11 @@ class IdentityRules:
         return None
 
     def explain(self, cert: Presented) -> str:
-        """Why no rule matched, naming fields (never values), closest rule first."""
+        """Why no rule matched: the closest rule's fields that differ, each with the
+        certificate's own value (the rules' values are the operator's, in the settings)."""
         closest = min(self.rules, key=lambda r: len(r.mismatches(cert)))
-        differs = ", ".join(closest.mismatches(cert))
+        differs = "; ".join(f"{name} (the certificate has '{cert.shown.get(name, '?')}')"
+                            for name in closest.mismatches(cert))
         return (f"the certificate matches none of the {len(self.rules)} identity rule(s); "
                 f"closest is rule '{closest.label}', which differs in: {differs}")
 

@@ -17,7 +17,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from cryptography import x509
-from cryptography.x509.oid import NameOID
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, padding, rsa
+from cryptography.x509.oid import NameOID, SignatureAlgorithmOID
 
 from shared.certs.facts import is_self_issued, name_text
 from shared.problems import CERT_UNTRUSTED_ISSUER, Finding
@@ -50,15 +52,22 @@ def untrusted_issuer(leaf: x509.Certificate, carried: Sequence[x509.Certificate]
             # (real chains end at roots whose organisation is plain "GlobalSign").
             if any(_organization(c.issuer) == GLOBALSIGN_ORGANIZATION for c in seen):
                 return None
+            who = ("The certificate" if current is leaf
+                   else f"The PFX's chain certificate {_name(current.subject)}")
             return CERT_UNTRUSTED_ISSUER(
-                f"Issued by {_name(current.issuer)}, which is not a GlobalSign CA "
-                f"(organisation '{GLOBALSIGN_ORGANIZATION}') nor a configured trusted "
+                f"{who} is issued by {_name(current.issuer)}, and no certificate of that "
+                "name is in the PFX or among the trusted issuers: if it is an intermediate "
+                "CA, the file lacks it, so the chain cannot be followed (export the PFX "
+                "with its whole chain, e.g. `openssl pkcs12 -export -in cert.pem -inkey "
+                "key.pem -certfile chain.pem`). As it stands the issuer is not a GlobalSign "
+                f"CA (organisation '{GLOBALSIGN_ORGANIZATION}') nor a configured trusted "
                 "issuer (--trust / PFX_TRUSTED_ISSUERS).")
         parent = next((p for p in parents if _signed_by(current, p)), None)
         if parent is None and not _verifiable(current, parents[0]):
             return CERT_UNTRUSTED_ISSUER(
-                f"The signature on {_name(current.subject)} cannot be verified: its algorithm "
-                f"({current.signature_algorithm_oid.dotted_string}) is not supported.")
+                f"The signature on {_name(current.subject)} cannot be checked: it uses a "
+                "signature algorithm that cannot be verified here (object identifier "
+                f"{current.signature_algorithm_oid.dotted_string}).")
         if parent is None:
             return CERT_UNTRUSTED_ISSUER(
                 f"The PFX's chain certificate {_name(parents[0].subject)} did not sign "
@@ -76,19 +85,52 @@ def untrusted_issuer(leaf: x509.Certificate, carried: Sequence[x509.Certificate]
 
 
 def _signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    """Whether ``issuer``'s key made ``cert``'s signature, with the algorithm the signature
+    uses: ``cryptography`` refuses SHA-1 and MD5 signatures ("unsupported algorithm"),
+    which are then checked with the issuer's public key directly (a weak hash is
+    ``cert.weak_signature``'s business, not a reason to doubt who signed)."""
+    if cert.issuer != issuer.subject:
+        return False
     try:
         cert.verify_directly_issued_by(issuer)
+    except ValueError:
+        return _verify_directly(cert, issuer)
     except Exception:  # noqa: BLE001 - any failure means "not issued by this one"
         return False
     return True
 
 
+def _verify_directly(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    try:
+        algorithm = cert.signature_hash_algorithm
+        key = issuer.public_key()
+        if algorithm is None or cert.signature_algorithm_oid == SignatureAlgorithmOID.RSASSA_PSS:
+            return False  # EdDSA and PSS: cryptography verifies those itself
+        if isinstance(key, rsa.RSAPublicKey):
+            key.verify(cert.signature, cert.tbs_certificate_bytes, padding.PKCS1v15(),
+                       algorithm)
+        elif isinstance(key, ec.EllipticCurvePublicKey):
+            key.verify(cert.signature, cert.tbs_certificate_bytes, ec.ECDSA(algorithm))
+        elif isinstance(key, dsa.DSAPublicKey):
+            key.verify(cert.signature, cert.tbs_certificate_bytes, algorithm)
+        else:
+            return False
+    except (InvalidSignature, UnsupportedAlgorithm, ValueError, TypeError):
+        return False
+    return True
+
+
 def _verifiable(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
-    """False when the signature algorithm itself is unsupported (e.g. ECDSA with SHA-1)."""
+    """False when the signature algorithm is one nothing here can verify."""
     try:
         cert.verify_directly_issued_by(issuer)
     except ValueError as exc:
-        return "signature algorithm" not in str(exc).lower()
+        if "signature algorithm" not in str(exc).lower():
+            return True
+        try:
+            return cert.signature_hash_algorithm is not None
+        except UnsupportedAlgorithm:
+            return False
     except Exception:  # noqa: BLE001 - a real mismatch: the algorithm was understood
         return True
     return True

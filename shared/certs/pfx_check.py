@@ -95,16 +95,16 @@ def _check(data: bytes | None, password: bytes | None, policy: PfxPolicy,
     if opened.errors:
         # Facts of the certificate the file seems to be about help to fix it; the
         # certificate checks wait until the file itself is right.
-        return _report(opened, opened.errors, (), now)
+        return _report(opened, opened.errors, opened.warnings, now)
     leaf = opened.leaf
     roles = [(leaf, "The certificate")]
     roles += [(c, f"Chain certificate {n}") for n, c in enumerate(opened.chain, 1)]
     unreadable = [CERT_MALFORMED(f"{role} could not be fully parsed: {'; '.join(parts)}.")
                   for role, parts in ((r, facts.unreadable_parts(c)) for c, r in roles) if parts]
     if unreadable:
-        return _report(opened, tuple(unreadable), (), now)
+        return _report(opened, tuple(unreadable), opened.warnings, now)
     errors = list(certificate_errors(leaf, opened.chain, policy, now))
-    warnings = list(certificate_warnings(leaf, policy, now))
+    warnings = [*opened.warnings, *certificate_warnings(leaf, policy, now)]
     return _report(opened, tuple(errors), tuple(warnings), now)
 
 
@@ -165,7 +165,7 @@ def _weak_key(public_key) -> str | None:
 def _missing_client_auth(leaf: x509.Certificate) -> str | None:
     ekus = facts.extended_key_usages(leaf)
     if ekus is not None and x509.ExtendedKeyUsageOID.CLIENT_AUTH not in ekus:
-        allowed = ", ".join(facts.describe_ekus(ekus)) or "nothing"
+        allowed = ", ".join(facts.describe_ekus(ekus, in_words=True)) or "nothing"
         return ("The extended key usage allows " + allowed + " but not TLS client "
                 "authentication (clientAuth), which the mutual-TLS login needs.")
     usage = facts.key_usage_names(leaf)
@@ -183,6 +183,7 @@ def _report(opened: OpenedPfx, errors: tuple[Finding, ...], warnings: tuple[Find
         warnings=warnings,
         certificate=leaf_facts,
         chain=tuple(f for f in (_facts(c, now) for c in opened.chain) if f is not None),
+        protection=opened.protection,
         leaf=opened.leaf,
         private_key=opened.private_key if not errors else None,
         chain_certificates=opened.chain,

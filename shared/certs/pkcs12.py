@@ -16,11 +16,14 @@ from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, pkcs12
 
 from shared.certs.pfx_diagnosis import diagnose, private_key_count
+from shared.certs.pfx_protection import Protection, describe_protection
 from shared.problems import (
     PFX_KEY_MISMATCH,
+    PFX_LEGACY_ENCRYPTION,
     PFX_MISSING,
     PFX_NO_CERTIFICATE,
     PFX_NO_PRIVATE_KEY,
+    PFX_PASSWORD_UNUSED,
     PFX_SEVERAL_KEYS,
     PFX_TOO_LARGE,
     Finding,
@@ -30,12 +33,15 @@ from shared.problems import (
 @dataclass(frozen=True)
 class OpenedPfx:
     """What a PFX holds. ``leaf`` is set whenever a certificate could be singled out
-    (for the report's facts) even if there are errors; ``chain`` is everything else."""
+    (for the report's facts) even if there are errors; ``chain`` is everything else.
+    ``warnings`` are about the file as uploaded (its password, its encryption)."""
 
     errors: tuple[Finding, ...]
     leaf: x509.Certificate | None = None
     private_key: PrivateKeyTypes | None = None
     chain: tuple[x509.Certificate, ...] = ()
+    warnings: tuple[Finding, ...] = ()
+    protection: Protection | None = None
 
 
 def open_pfx(data: bytes | None, password: bytes | None, *, max_bytes: int) -> OpenedPfx:
@@ -45,22 +51,28 @@ def open_pfx(data: bytes | None, password: bytes | None, *, max_bytes: int) -> O
         return OpenedPfx((PFX_TOO_LARGE(
             f"The file is larger than {max_bytes:,} bytes, the most accepted; a PFX is a few "
             "kilobytes. Is this the right file?"),))
-    loaded = _load(data, password)
+    loaded, opened_with = _load(data, password)
     if loaded is None:
         return OpenedPfx((diagnose(data, password_given=password is not None),))
+    protection = describe_protection(data)
+    notes = tuple(_file_warnings(protection, password, opened_with))
     opened = _single_out_leaf(loaded.key, _certificates(loaded))
     keys = private_key_count(data) if loaded.key is not None else 0
     if keys > 1:  # cryptography (like OpenSSL) returned the first and dropped the rest
         return OpenedPfx((*opened.errors, PFX_SEVERAL_KEYS(
             f"The PFX holds {keys} private keys; a PFX for the DIP holds one. Tools read "
             "only one of them (usually the first), so which certificate logs in would "
-            "depend on the tool that opens the file.")), leaf=opened.leaf, chain=opened.chain)
-    return opened
+            "depend on the tool that opens the file.")), leaf=opened.leaf, chain=opened.chain,
+            warnings=notes, protection=protection)
+    return OpenedPfx(opened.errors, opened.leaf, opened.private_key, opened.chain, notes,
+                     protection)
 
 
-def _load(data: bytes, password: bytes | None) -> pkcs12.PKCS12KeyAndCertificates | None:
-    """Try the given password, then none and the empty one (a password handed in for a
-    password-less file, or no password for one made with the empty password)."""
+def _load(data: bytes, password: bytes | None
+          ) -> tuple[pkcs12.PKCS12KeyAndCertificates | None, bytes | None]:
+    """(what opened, the password that opened it): the given password first, then none
+    and the empty one (a password handed in for a password-less file, or no password for
+    one made with the empty password)."""
     attempts = [password] if password is not None else []
     attempts += [p for p in (None, b"") if p != password]
     for attempt in attempts:
@@ -68,13 +80,40 @@ def _load(data: bytes, password: bytes | None) -> pkcs12.PKCS12KeyAndCertificate
             with warnings.catch_warnings():
                 # cryptography warns on BER input; the file is still read.
                 warnings.simplefilter("ignore")
-                return pkcs12.load_pkcs12(data, attempt)
+                return pkcs12.load_pkcs12(data, attempt), attempt
         except Exception:  # noqa: BLE001, S112 - refusals are diagnosed by structure later
             continue
         except BaseException as exc:  # a panic in the Rust parser is not an Exception
             if type(exc).__name__ != "PanicException":
                 raise
-    return None
+    return None, None
+
+
+def _file_warnings(protection: Protection | None, password: bytes | None,
+                   opened_with: bytes | None) -> list[Finding]:
+    found = []
+    if password and opened_with != password:
+        found.append(PFX_PASSWORD_UNUSED(
+            "A password was given, but it does not open this PFX: the file has no password "
+            "(it opens without one, or with the empty password). Uploaded with that "
+            "password it will be refused (OpenSSL and most tools refuse it too): upload it "
+            "with no password, or export it again protected by the password."))
+    elif password and protection is not None and not protection.protected:
+        found.append(PFX_PASSWORD_UNUSED(
+            "A password was given, but this PFX has no password protection at all: no "
+            "integrity check (MAC) and nothing encrypted, so any password, or none, opens "
+            "it. Export it again protected by the password, or upload it with no password."))
+    if protection is not None and protection.legacy:
+        parts = "; ".join(f"its {part} with {scheme}" for part, scheme in protection.legacy)
+        rc = any(word in scheme.algorithm for _, scheme in protection.legacy
+                 for word in ("RC2", "RC4"))
+        found.append(PFX_LEGACY_ENCRYPTION(
+            f"The PFX encrypts {parts}: legacy algorithms"
+            + (" that OpenSSL 3 reads only with -legacy and that" if rc else ", which")
+            + " FIPS-mode platforms refuse. Export it again with AES-256 (OpenSSL 3's "
+            "default for `openssl pkcs12 -export`, Windows' AES256-SHA256 option, Java 17's "
+            "default keystore format)."))
+    return found
 
 
 def _certificates(loaded: pkcs12.PKCS12KeyAndCertificates) -> list[x509.Certificate]:

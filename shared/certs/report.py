@@ -16,6 +16,8 @@ if TYPE_CHECKING:
     from cryptography import x509
     from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
+    from shared.certs.pfx_protection import Protection
+
 
 @dataclass(frozen=True)
 class CertificateFacts:
@@ -60,6 +62,7 @@ class PfxReport:
     warnings: tuple[Finding, ...]
     certificate: CertificateFacts | None = None
     chain: tuple[CertificateFacts, ...] = ()
+    protection: Protection | None = None  # the PKCS#12 MAC and encryption, when readable
     # The loaded objects, for the Atlas login and for re-storing the PFX; never serialised.
     leaf: x509.Certificate | None = None
     private_key: PrivateKeyTypes | None = None
@@ -76,4 +79,9 @@ class PfxReport:
             "warnings": [f.to_dict() for f in self.warnings],
             "certificate": self.certificate.to_dict() if self.certificate else None,
             "chain": [c.to_dict() for c in self.chain],
+            "pkcs12": self.pkcs12(),
         }
+
+    def pkcs12(self) -> dict[str, Any] | None:
+        """The file's MAC and encryption algorithms with their iteration counts."""
+        return self.protection.to_dict() if self.protection else None

@@ -43,6 +43,7 @@ from shared.certs.aia import AiaFetcher, AiaResult
 from shared.certs.facts import describe, is_self_issued
 from shared.certs.identity import IdentityRules, Presented
 from shared.certs.verdict import PolicyVerdict, TtlCache, rejected
+from shared.certs.verifier_words import in_our_words
 from shared.certs.webpki import USAGE_NAMES, chain_problem, extension_policies, key_problem
 from shared.problems import (
     CERT_EXPIRING_SOON,
@@ -73,7 +74,6 @@ MAX_CERTIFICATE_BYTES = 16 * 1024  # real leaves are 1-3 KB; anything larger is 
 CACHE_SIZE = 256
 CACHE_TTL_SECONDS = 300.0  # short, so configuration and revocation-by-redeploy take effect
 _PEM_ARMOUR = re.compile(rb"-----(BEGIN|END) CERTIFICATE-----")
-_PYTHON_VALIDATOR = re.compile(r"Python extension validator failed: \w+: ")
 
 
 class TrustPolicy:
@@ -283,7 +283,7 @@ class TrustPolicy:
                 try:
                     verified = builder.build_client_verifier().verify(leaf, intermediates)
                 except VerificationError as exc:
-                    reasons.append((usage, _PYTHON_VALIDATOR.sub("", str(exc))))
+                    reasons.append((usage, in_our_words(str(exc), leaf)))
                     continue
                 chain = tuple(verified.chain)
                 problem = chain_problem(chain, self.anchors)
@@ -300,15 +300,18 @@ class TrustPolicy:
             if not more:
                 break
             intermediates += more
-        detail = "; ".join(
-            (f"as a {USAGE_NAMES[u]} certificate: " if len(reasons) > 1 else "") + r
-            for u, r in reasons)
         if leaf.issuer not in {c.subject for c in (*self.anchors, *intermediates)}:
-            detail = (f"its issuer '{leaf.issuer.rfc4514_string()}' is neither a trust anchor "
-                      f"nor a known intermediate; {detail}")
+            # The verifier's own reason ("no issuer verifies") says less than this.
+            reasons = [(u, r) for u, r in reasons if not r.startswith("no trust anchor")]
+            reasons.insert(0, (None, f"its issuer '{leaf.issuer.rfc4514_string()}' is neither "
+                                     "a trust anchor nor a known intermediate"))
+        several = len({u for u, _ in reasons if u is not None}) > 1
+        detail = "; ".join(dict.fromkeys(
+            (f"as a {USAGE_NAMES[u]} certificate, " if several and u is not None else "") + r
+            for u, r in reasons))
         if notes:
             detail += "; " + "; ".join(notes)
-        return None, f"the {self.label} does not chain to a trust anchor ({detail})", cacheable
+        return None, f"the {self.label} does not chain to a trust anchor: {detail}", cacheable
 
     def _fetch_missing_issuer(self, leaf: x509.Certificate,
                               intermediates: list[x509.Certificate]

@@ -11,6 +11,11 @@ strict; the x509-limbo suite (``tests/test_x509_limbo.py``) holds us to it.
   needs a peer name), plus: an EE must carry an EKU without anyExtendedKeyUsage; a root
   must carry none; every CA a subject key identifier; every CA but a self-signed root an
   authority key identifier, holding a key identifier only (a root's equal to its own SKI).
+  Unlike the Web PKI default, an EE needs no subjectAltName: a client certificate is
+  identified by its subject and the identity rules, not by a host name, and client
+  certificates without one are common (``openssl verify -purpose sslclient`` accepts them);
+  without a subjectAltName the subject must not be empty, and with an empty subject the
+  subjectAltName must be critical (RFC 5280 4.2.1.6).
 * :func:`key_problem` / :func:`chain_problem` — what extension policies cannot express:
   permitted key types and sizes on every certificate (the verifier checks only the keys
   it verifies signatures with, never the leaf's), positive serial numbers, and critical
@@ -43,7 +48,16 @@ def extension_policies(usage: x509.ObjectIdentifier) -> tuple[ExtensionPolicy, E
         if ANY_EKU in eku:
             raise ValueError("an end-entity EKU must not contain anyExtendedKeyUsage")
         if usage not in eku:
-            raise ValueError(f"the extended key usage does not allow {name}")
+            raise ValueError(f"its extended key usage ({_usages(eku)}) does not allow {name}")
+
+    def ee_san(_policy, cert: x509.Certificate,
+               san: x509.SubjectAlternativeName | None) -> None:
+        if len(cert.subject):
+            return
+        if san is None:
+            raise ValueError("it has neither a subject name nor a subjectAltName")
+        if not cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).critical:
+            raise ValueError("its subject is empty, so its subjectAltName must be critical")
 
     def ca_eku(_policy, cert: x509.Certificate, eku: x509.ExtendedKeyUsage | None) -> None:
         if eku is None:
@@ -51,7 +65,8 @@ def extension_policies(usage: x509.ObjectIdentifier) -> tuple[ExtensionPolicy, E
         if is_self_issued(cert):
             raise ValueError("a root certificate must not carry an extended key usage")
         if usage not in eku and ANY_EKU not in eku:
-            raise ValueError(f"a CA's extended key usage does not allow {name}")
+            raise ValueError(f"the CA '{cert.subject.rfc4514_string()}' has an extended key "
+                             f"usage ({_usages(eku)}) that does not allow {name}")
 
     def ca_aki(_policy, cert: x509.Certificate, aki: x509.AuthorityKeyIdentifier | None) -> None:
         if aki is None:
@@ -76,8 +91,15 @@ def extension_policies(usage: x509.ObjectIdentifier) -> tuple[ExtensionPolicy, E
           .may_be_present(x509.AuthorityKeyIdentifier, Criticality.NON_CRITICAL, ca_aki)
           .may_be_present(x509.ExtendedKeyUsage, Criticality.NON_CRITICAL, ca_eku))
     ee = (ExtensionPolicy.webpki_defaults_ee()
-          .require_present(x509.ExtendedKeyUsage, Criticality.NON_CRITICAL, ee_eku))
+          .require_present(x509.ExtendedKeyUsage, Criticality.NON_CRITICAL, ee_eku)
+          .may_be_present(x509.SubjectAlternativeName, Criticality.AGNOSTIC, ee_san))
     return ca, ee
+
+
+def _usages(eku: x509.ExtendedKeyUsage) -> str:
+    from shared.certs.facts import describe_ekus
+
+    return ", ".join(describe_ekus(eku, in_words=True)) or "none"
 
 
 def key_problem(cert: x509.Certificate) -> str | None:
@@ -97,7 +119,9 @@ def key_problem(cert: x509.Certificate) -> str | None:
         if isinstance(key.curve, PERMITTED_CURVES):
             return None
         return f"its elliptic curve {key.curve.name} is not permitted"
-    return f"its key type ({type(key).__name__.removeprefix('_')}) is not permitted"
+    from shared.certs.facts import key_description
+
+    return f"its key type ({key_description(key)[0]}) is not permitted"
 
 
 def chain_problem(chain: Sequence[x509.Certificate],

@@ -105,6 +105,7 @@ def run(args: argparse.Namespace) -> int:
         "warnings": [f.to_dict() for f in warnings],
         "certificate": report.certificate.to_dict() if report.certificate else None,
         "chain": [c.to_dict() for c in report.chain],
+        "pkcs12": report.pkcs12(),
         "globalsign": proof.to_dict() if proof is not None else None,
     }
     if args.json:
@@ -236,6 +237,13 @@ def _human(file: str, report, errors, warnings, proof, skipped: str | None) -> s
             f"  thumbprint   {facts.thumbprint_sha1} (SHA-1)",
             f"  chain        {len(report.chain)} more certificate(s) in the file",
         ]
+    protection = report.protection
+    if protection is not None:
+        lines.append(f"  integrity    {protection.mac or 'none (no MAC)'}")
+        for label, schemes in (("certificates", protection.certificates),
+                               ("key", protection.keys)):
+            shown = "; ".join(str(s) for s in dict.fromkeys(schemes)) or "not encrypted"
+            lines.append(f"  {label:<12} {shown}")
     lines.append("")
     if errors:
         lines.append(f"INVALID: {len(errors)} problem(s) to fix before uploading to the DIP")

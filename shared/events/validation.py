@@ -113,6 +113,7 @@ def report_document(kind: str, *, event: Event, message_id: str | None,
         "warnings": [f.to_dict() for f in warnings],
         "certificate": certificate.to_dict() if certificate else None,
         "chain": [c.to_dict() for c in validation.pfx.chain] if validation else [],
+        "pkcs12": validation.pfx.pkcs12() if validation else None,
         "globalsign": validation.globalsign() if validation else None,
     }
     document.update(extra)
