@@ -88,7 +88,7 @@ def test_sha1_leaf_through_the_webhook_policy_names_sha1_in_our_words(pki, capsy
     pki.leaf("sha1", "/C=GB/O=Acme Energy Ltd/CN=acme-sha1", digest="sha1")
     status = main(["check-cert", str(pki.path("sha1.pem")), "--chain",
                    str(pki.path("intermediate.pem")), "--anchors", str(pki.path("root.pem")),
-                   "--json"])
+                   "--identities", json.dumps([{"common_name": "acme-sha1"}]), "--json"])
     doc = json.loads(capsys.readouterr().out)
     assert status == 1 and codes(doc["errors"]) == ["clientcert.untrusted"]
     assert "signed with SHA-1, which is not accepted" in doc["errors"][0]["detail"]
