@@ -191,3 +191,22 @@ def test_queue_deleted_mid_run(inbox, azurite):
     messages = delivery("tx-1")
     assert inbox.store(messages, RECEIPT).outcomes == (NEW,)
     all_stored_once(inbox, messages)
+
+
+def test_table_deleted_mid_run(inbox, azurite):
+    """Deleting the index forgets which transaction IDs are stored (the deliveries' blobs,
+    and their bytes, stay); the inbox recreates the table and goes on."""
+    from azure.data.tables import TableClient
+
+    TableClient.from_connection_string(
+        azurite.connection_string, inbox._table.table_name).delete_table()
+    messages = delivery("tx-1", "tx-2")
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            assert inbox.store(messages, RECEIPT).outcomes == (NEW, NEW)
+            break
+        except DipEdgeError as err:  # a table being deleted refuses its name for a while
+            assert err.code == "inbox.unavailable" and time.monotonic() < deadline
+            time.sleep(0.5)
+    all_stored_once(inbox, messages)

@@ -41,7 +41,9 @@ import contextlib
 import hashlib
 import json
 import logging
+import re
 import time
+import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from urllib.parse import quote
@@ -68,6 +70,8 @@ FILTER_KEYS = 14  # RowKeys per lookup query: with the PartitionKey, Azure's 15 
 PARTITIONS = 16  # of the index: the key hash modulo this (fixed for an inbox's life)
 _MARKER_CONFLICTS_LIMIT = 4000  # characters of conflict indexes kept in blob metadata
 _WORKERS = 32
+_PART_STATUS = re.compile(rb"^HTTP/1\.1 (\d{3})", re.M)  # each part of a batch response
+_ERROR_CODE = re.compile(rb'"code"\s*:\s*"([A-Za-z]+)"')
 
 
 def index_keys(transaction_id: str, partitions: int = PARTITIONS) -> tuple[str, str]:
@@ -290,7 +294,7 @@ class BlobInbox:
             for at in range(0, len(partition_copies), BATCH_LIMIT):
                 batch = partition_copies[at:at + BATCH_LIMIT]
                 tasks.append(lambda batch=batch: self._transact(
-                    [("upsert", entity, {"mode": "replace"}) for entity in batch]))
+                    [("upsert", entity) for entity in batch]))
         if foreign:
             checks = list(foreign.items())
             states = self._run_all(budget, [
@@ -331,21 +335,14 @@ class BlobInbox:
     def _create(self, entities: list[dict], budget: _Budget) -> dict[str, dict]:
         """Create the entities of one partition that are not there; those that were."""
         from azure.core.exceptions import ResourceExistsError
-        from azure.data.tables import TableTransactionError
 
         found: dict[str, dict] = {}
         while entities:
             try:
-                if len(entities) == 1:
-                    self._table.create_entity(entities[0])
-                else:
-                    self._transact([("create", e) for e in entities])
+                self._transact([("create", e) for e in entities])
                 return found
             except ResourceExistsError:
-                pass  # create_entity's answer: that entity is there
-            except TableTransactionError as exc:
-                if exc.error_code != "EntityAlreadyExists":
-                    raise
+                pass  # one of them at least is there
             if budget.remaining() <= 0:
                 raise _OutOfTime
             found.update(self._lookup(entities[0]["PartitionKey"],
@@ -353,16 +350,60 @@ class BlobInbox:
             entities = [e for e in entities if e["RowKey"] not in found]
         return found
 
-    def _transact(self, operations: list) -> None:
-        from azure.core.exceptions import ResourceNotFoundError
-        from azure.data.tables import TableTransactionError
+    def _transact(self, operations: list[tuple[str, dict]]) -> None:
+        """One entity-group transaction (``create`` or ``upsert`` of entities of one
+        partition, at most 100), written as the REST API's multipart body and sent through
+        the table client's own pipeline (authentication, retries, timeouts). The SDK's
+        ``submit_transaction`` builds and parses every part as a request object through its
+        policies: 31 ms of CPU per 100 entities against 2.5 ms here, and 120-150 ms against
+        16-35 ms of wall time on Azurite (measured side by side). Raises
+        ``ResourceExistsError`` (an entity is there), ``ResourceNotFoundError`` (no table)
+        or ``HttpResponseError``."""
+        from azure.core.exceptions import (
+            HttpResponseError,
+            ResourceExistsError,
+            ResourceNotFoundError,
+        )
+        from azure.core.rest import HttpRequest
 
-        try:
-            self._table.submit_transaction(operations)
-        except TableTransactionError as exc:
-            if exc.status_code == 404:  # TableNotFound, which a single request raises as
-                raise ResourceNotFoundError(exc.message) from None
-            raise
+        table = self._table
+        base = f"{table.scheme}://{table._primary_hostname}"
+        batch, changeset = f"batch_{uuid.uuid4()}", f"changeset_{uuid.uuid4()}"
+        parts = [f"--{batch}\r\nContent-Type: multipart/mixed; boundary={changeset}\r\n\r\n"]
+        for kind, entity in operations:
+            if kind == "create":
+                line = f"POST {base}/{table.table_name} HTTP/1.1"
+            else:  # upsert: insert or replace (keys are hex and "-": nothing to escape)
+                line = (f"PUT {base}/{table.table_name}(PartitionKey='{entity['PartitionKey']}',"
+                        f"RowKey='{entity['RowKey']}') HTTP/1.1")
+            parts.append(
+                f"--{changeset}\r\nContent-Type: application/http\r\n"
+                f"Content-Transfer-Encoding: binary\r\n\r\n{line}\r\n"
+                "Content-Type: application/json\r\n"
+                "Accept: application/json;odata=minimalmetadata\r\n"
+                "Prefer: return-no-content\r\nDataServiceVersion: 3.0\r\n\r\n"
+                f"{json.dumps(entity, separators=(',', ':'))}\r\n")
+        parts.append(f"--{changeset}--\r\n--{batch}--\r\n")
+        request = HttpRequest("POST", f"{base}/$batch", content="".join(parts).encode(), headers={
+            "x-ms-version": table.api_version, "DataServiceVersion": "3.0",
+            "MaxDataServiceVersion": "3.0;NetFx", "Accept": "application/json",
+            "Content-Type": f"multipart/mixed; boundary={batch}"})
+        response = table._client.send_request(request, stream=True)
+        body = response.read()
+        statuses = [int(s) for s in _PART_STATUS.findall(body)]
+        if response.status_code == 202 and statuses and all(s < 300 for s in statuses):
+            return
+        failed = next((s for s in statuses if s >= 300), response.status_code)
+        found = _ERROR_CODE.search(body)
+        code = found[1].decode() if found else None
+        message = f"entity-group transaction failed: HTTP {failed}{f' {code}' if code else ''}"
+        if code == "EntityAlreadyExists":
+            raise ResourceExistsError(message)
+        if failed == 404:
+            raise ResourceNotFoundError(message)
+        error = HttpResponseError(message)
+        error.status_code, error.error_code = failed, code
+        raise error
 
     def _lookup(self, partition: str, row_keys: list[str]) -> dict[str, dict]:
         found = {}
