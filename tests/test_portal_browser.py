@@ -366,6 +366,48 @@ def test_a_cross_site_form_post_is_refused_even_with_the_key(browser, served):
         tab.close()
 
 
+CONTRAST = """() => {
+  const rgb = (c) => (c.match(/[\\d.]+/g) || []).map(Number);
+  const lum = ([r, g, b]) => {
+    const f = (v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; };
+    return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b);
+  };
+  const background = (node) => {
+    for (; node; node = node.parentElement) {
+      const c = rgb(getComputedStyle(node).backgroundColor);
+      if (c.length === 3 || c[3] > 0) return c.slice(0, 3);
+    }
+    return [255, 255, 255];
+  };
+  const out = [];
+  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  for (let text = walker.nextNode(); text; text = walker.nextNode()) {
+    const node = text.parentElement;
+    if (!text.textContent.trim() || !node.checkVisibility() || node.closest("[disabled]")) continue;
+    const style = getComputedStyle(node);
+    const [a, b] = [lum(rgb(style.color).slice(0, 3)), lum(background(node))];
+    const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+    const size = parseFloat(style.fontSize), bold = Number(style.fontWeight) >= 700;
+    const large = size >= 24 || (bold && size >= 18.66);
+    out.push({text: text.textContent.trim().slice(0, 30), ratio, need: large ? 3 : 4.5});
+  }
+  return out;
+}"""
+
+
+def test_every_visible_text_meets_wcag_aa_contrast(tab, account):
+    """WCAG 2.1 AA 1.4.3 on the rendered page, results included (computed colours)."""
+    tab.connect()
+    tab.fill(account, password="wrong-" + uuid.uuid4().hex[:6])
+    tab.page.get_by_role("button", name="Validate").click()
+    tab.result("Not accepted")
+    texts = tab.page.evaluate(CONTRAST)
+    assert len(texts) > 30  # the walk saw the page
+    low = [t for t in texts if t["ratio"] < t["need"]]
+    assert low == [], low
+    assert min(t["ratio"] for t in texts) >= 4.5, min(t["ratio"] for t in texts)
+
+
 def test_no_secret_reached_the_host_log(served, account):
     """Last in this module: every test above went through this serve (and one more
     submission here, so the test stands alone too)."""
