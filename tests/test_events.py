@@ -9,6 +9,7 @@ import base64
 import json
 import logging
 import uuid
+from pathlib import Path
 
 import azure.functions.queue as queue_types
 import pytest
@@ -22,6 +23,7 @@ from tests.support.eventgrid import (
     enqueue,
     key_vault_event,
     poison_messages,
+    queue_clients,
     receive_one,
 )
 from tests.support.fake_atlas import FakeAtlas
@@ -96,6 +98,76 @@ def reports(env) -> dict[str, dict]:
 def new_version_event(version: str, **kwargs) -> dict:
     return key_vault_event("SecretNewVersionCreated", get_settings().secret_name_pfx, version,
                            vault_url=VAULT, **kwargs)
+
+
+# --- Microsoft's published samples (tests/fixtures/eventgrid), both schemas ------------------
+
+SAMPLES = Path(__file__).parent / "fixtures" / "eventgrid"
+SAMPLE_VERSION = "ee059b2bb5bc48398a53b168c6cdcb10"
+
+
+def enqueue_text(env, text: str) -> None:
+    """Put a sample on the queue exactly as written, base64-encoded as Event Grid does."""
+    from azure.core.exceptions import ResourceExistsError
+
+    sender, _ = queue_clients(env.cs, env.queue)
+    try:
+        sender.create_queue()
+    except ResourceExistsError:
+        pass
+    sender.send_message(text)
+
+
+@pytest.mark.parametrize("schema", ["eventgrid", "cloudevents"])
+def test_microsofts_key_vault_sample_is_read_as_published(env, schema):
+    env.set(SECRET_NAME_PFX="newsecret")
+    enqueue_text(env, (SAMPLES / f"keyvault-secret-new-version.{schema}.json").read_text())
+    deliver(env.cs, env.queue)
+    # NBF/EXP as strings, "ObjectName " and " ee05..." as printed: read, not rejected. The
+    # version it names does not exist here, which is the report's finding.
+    (name, report), = reports(env).items()
+    assert name == f"keyvault/newsecret/{SAMPLE_VERSION}.json"
+    assert [e["code"] for e in report["errors"]] == ["secrets.not_found"]
+    assert report["event"]["id"] == "00eccf70-95a7-4e7c-8299-2eb17ee9ad64"
+    assert report["event"]["schema"] == schema
+    assert report["secret"]["vault"] == "sample-kv.vault.azure.net"
+
+
+@pytest.mark.parametrize("schema", ["eventgrid", "cloudevents"])
+def test_microsofts_key_vault_sample_naming_a_real_version_is_validated(env, atlas, schema):
+    env.set(SECRET_NAME_PFX="newsecret")
+    version = put_pfx(base64.b64encode(atlas.renewed.pfx()).decode())
+    sample = (SAMPLES / f"keyvault-secret-new-version.{schema}.json").read_text()
+    enqueue_text(env, sample.replace(SAMPLE_VERSION, version))  # keeps the leading space
+    deliver(env.cs, env.queue)
+    report = reports(env)[f"keyvault/newsecret/{version}.json"]
+    assert report["outcome"] == "passed", report["errors"]
+    assert report["certificate"]["commonName"] == "acme-atlas-access-2027"
+
+
+@pytest.mark.parametrize("event_type", ["SecretNearExpiry", "SecretExpired"])
+def test_microsofts_sample_shape_as_an_expiry_event_logs_the_published_date(env, caplog,
+                                                                           event_type):
+    sample = (SAMPLES / "keyvault-secret-new-version.eventgrid.json").read_text()
+    enqueue_text(env, sample.replace("SecretNewVersionCreated", event_type))
+    caplog.set_level(logging.WARNING)
+    deliver(env.cs, env.queue)
+    assert any("'newsecret'" in r.getMessage() and "2019-05-28T22:21:42+00:00" in
+               r.getMessage() for r in caplog.records), [r.getMessage() for r in caplog.records]
+    assert reports(env) == {}  # an expiry is a log record, not a rejection
+
+
+@pytest.mark.parametrize("schema", ["eventgrid", "cloudevents"])
+def test_microsofts_blob_created_sample_is_read_as_published(env, schema):
+    env.set(UPLOADS_CONTAINER="test-container")
+    enqueue_text(env, (SAMPLES / f"blob-created.{schema}.json").read_text())
+    deliver(env.cs, env.queue)
+    # The sample's blob is not in this storage account: the upload's report says so.
+    (name, report), = reports(env).items()
+    assert name == "uploads/new-file.txt/0x8D4BCC2E4835CD0.json"
+    assert report["upload"]["eTag"] == "0x8D4BCC2E4835CD0"
+    assert [e["code"] for e in report["errors"]] == ["pfx.missing"]
+    assert report["event"]["schema"] == schema
 
 
 # --- Key Vault: a new version of the PFX secret ---------------------------------------------

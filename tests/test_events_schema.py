@@ -63,6 +63,32 @@ def test_microsofts_sample_quirks_are_tolerated():
     assert (obj.kind, obj.name, obj.version) == ("Certificate", "my-cert", "v2")
 
 
+@pytest.mark.parametrize(("nbf", "exp"), [
+    (1559081980, 1559082102),  # numbers, as Key Vault sends them
+    ("1559081980", "1559082102"),  # strings, as Microsoft's sample prints them
+    (" 1559081980 ", "1559082102.0"),
+    (None, None), ("", ""),
+])
+def test_nbf_and_exp_are_numbers_or_numeric_strings(nbf, exp):
+    document = kv()
+    document["data"] = {"Id": f"{VAULT}/secrets/s/v1", "NBF": nbf, "EXP": exp}
+    obj = key_vault_object(parse_event(document))
+    if exp in (None, ""):
+        assert (obj.not_before, obj.expires) == (None, None)
+    else:
+        assert obj.not_before.isoformat() == "2019-05-28T22:19:40+00:00"
+        assert obj.expires.isoformat() == "2019-05-28T22:21:42+00:00"
+
+
+@pytest.mark.parametrize("value", ["soon", "1e9", "0x10", "12 34", "NaN", True, [1], {"s": 1}])
+def test_nbf_and_exp_that_are_not_epoch_seconds_are_malformed(value):
+    for key in ("NBF", "EXP"):
+        document = kv()
+        document["data"] = {"Id": f"{VAULT}/secrets/s/v1", key: value}
+        with pytest.raises(EventError, match=f"data.{key} must be epoch seconds"):
+            key_vault_object(parse_event(document))
+
+
 @pytest.mark.parametrize("field", ["id", "topic", "subject", "eventType", "eventTime", "data"])
 def test_event_grid_required_fields(field):
     document = kv()

@@ -28,6 +28,7 @@ from shared.problems import EVENT_MALFORMED, DipEdgeError
 MAX_MESSAGE_BYTES = 64 * 1024
 # Key Vault object versions are 32 hex digits; be generous, but they name report blobs.
 _VERSION = re.compile(r"[A-Za-z0-9]{1,64}")
+_NUMBER = re.compile(r"-?[0-9]{1,15}(\.[0-9]{1,9})?")
 
 EVENT_GRID = "eventgrid"
 CLOUD_EVENTS = "cloudevents"
@@ -67,6 +68,7 @@ class KeyVaultObject:
     name: str
     version: str | None
     expires: datetime | None  # data.EXP (epoch seconds), when present
+    not_before: datetime | None = None  # data.NBF
 
 
 @dataclass(frozen=True)
@@ -237,14 +239,20 @@ def key_vault_object(event: Event) -> KeyVaultObject:
     if not kind:
         suffix = event.type.removeprefix("Microsoft.KeyVault.")
         kind = next((k for k in ("Secret", "Certificate", "Key") if suffix.startswith(k)), "")
-    return KeyVaultObject(host, kind, name, version, _epoch(data.get("EXP"), "EXP"))
+    return KeyVaultObject(host, kind, name, version, _epoch(data.get("EXP"), "EXP"),
+                          _epoch(data.get("NBF"), "NBF"))
 
 
 def _epoch(value: Any, key: str) -> datetime | None:
+    """Epoch seconds as a number (what Key Vault sends) or a numeric string (what
+    Microsoft's documentation samples show: ``"NBF": "1559081980"``)."""
     if value in (None, ""):
         return None
+    if isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
+        value = float(value.strip())
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise EventError(f"the event's data.{key} must be epoch seconds, not {value!r:.40}")
+        raise EventError(f"the event's data.{key} must be epoch seconds (a number, or a "
+                         f"string of digits), not {value!r:.40}")
     try:
         return datetime.fromtimestamp(value, tz=UTC)
     except (OverflowError, OSError, ValueError):
