@@ -70,9 +70,9 @@ def _strict_child() -> None:
 
 @pytest.fixture(scope="module")
 def strict(dip_pki, tmp_path_factory):
-    """Short deadlines, --debug, started under umask 022."""
+    """Short deadlines, a 1 KiB webhook limit, --debug, started under umask 022."""
     env = dip_pki.env(SERVE_HEAD_TIMEOUT_SECONDS="1", SERVE_BODY_TIMEOUT_SECONDS="1",
-                      SERVE_IDLE_TIMEOUT_SECONDS="1")
+                      SERVE_IDLE_TIMEOUT_SECONDS="1", WEBHOOK_MAX_BODY_BYTES="1024")
     instance = start_serve(tmp_path_factory.mktemp("front-door-strict") / "state", env,
                            "--debug", preexec_fn=_strict_child)
     yield instance
@@ -185,8 +185,8 @@ def test_tls_12_offers_only_mozilla_intermediate_ciphers(served, certs):
     ctx.maximum_version = ssl.TLSVersion.TLSv1_2
     with connect(served, ctx) as tls:
         name, protocol, _ = tls.cipher()
-    assert protocol == "TLSv1.2" and name.startswith("ECDHE-") and "GCM" in name or \
-        "CHACHA20" in name
+    assert protocol == "TLSv1.2" and name.startswith("ECDHE-")
+    assert "GCM" in name or "CHACHA20" in name
     for weak in ("AES128-SHA256", "ECDHE-RSA-AES128-SHA", "ECDHE-ECDSA-AES256-SHA384"):
         ctx = context(served, certs["client"])
         ctx.maximum_version = ssl.TLSVersion.TLSv1_2
@@ -279,6 +279,14 @@ def test_a_body_over_the_limit_is_refused_from_its_content_length(served, certs)
                       (HEAD + "Content-Length: 50000000\r\n\r\n").encode())
     assert problem(answer) == (413, "message.too_large")
     assert time.monotonic() - started < 5
+
+
+def test_a_chunked_body_is_cut_off_at_the_limit(strict, certs):
+    # No Content-Length to refuse early: the host stops reading at the limit.
+    chunk = b"400\r\n" + b" " * 1024 + b"\r\n"
+    answer = exchange(strict, certs["client"], (HEAD + "Transfer-Encoding: chunked\r\n\r\n")
+                      .encode() + chunk * 3 + b"0\r\n\r\n")
+    assert problem(answer) == (413, "message.too_large")
 
 
 def test_chunked_and_expect_100_continue_deliveries_are_served(served, certs, dip_pki):
