@@ -318,6 +318,14 @@ def test_pipelined_requests_are_answered_in_order(served, certs):
     assert answer.count(b"HTTP/1.1 200 ") == 2, answer[:500]
 
 
+def test_a_target_starting_with_two_slashes_is_a_path_not_a_host(served, certs):
+    # urlsplit reads "//evil.example/api/health" as host evil.example: the old front door
+    # served /api/health to a function told it was called at https://evil.example/...
+    answer = exchange(served, certs["client"], b"GET //evil.example/api/health HTTP/1.1\r\n"
+                      b"Host: localhost\r\n\r\n")
+    assert problem(answer) == (404, "request.not_found")
+
+
 def test_routes_match_case_insensitively_like_azure(served, certs, dip_pki):
     with tls_client(served, *certs["client"]) as client:
         assert client.get(served.base_url + "/API/Health").status_code == 200
