@@ -14,6 +14,7 @@ value breaks only what reads it; ``/api/health`` lists every issue once.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -182,11 +183,16 @@ def _ncrontab(value: str) -> str:
 
 # --- the declaration ----------------------------------------------------------------------
 
+# Derives a default from the other settings' values, whether in Azure, and the environment.
+type Derive[T] = Callable[[Mapping[str, Any], bool, Mapping[str, str]], T]
+
+
 class Setting[T]:
     """One app setting, declared as a field of :class:`Settings`.
 
     The setting's name is the field's, upper-cased. ``default`` is raw text, parsed like a
-    configured value; ``""`` with a ``derive`` means "derived from other settings".
+    configured value; ``""`` with a ``derive`` means "derived from other settings" (or the
+    platform's environment).
     Read on an instance, the field is the parsed value (type ``T``); on the class, it is
     this declaration, which components list as the settings they read.
     """
@@ -195,7 +201,7 @@ class Setting[T]:
     attr: str
 
     def __init__(self, default: str, parse: Callable[[str], T], doc: str, example: str = "",
-                 *, derive: Callable[[Mapping[str, Any], bool], T] | None = None) -> None:
+                 *, derive: Derive[T] | None = None) -> None:
         self.default = default
         self.parse = parse
         self.doc = doc
@@ -229,16 +235,26 @@ class Setting[T]:
         return f"Setting({self.name})"
 
 
-def _secret_store(values: Mapping[str, Any], in_azure: bool) -> str:
+def _secret_store(values: Mapping[str, Any], in_azure: bool, env: Mapping[str, str]) -> str:
     return "keyvault" if values["key_vault_url"] else "local"
 
 
-def _inbox_backend(values: Mapping[str, Any], in_azure: bool) -> str:
+def _inbox_backend(values: Mapping[str, Any], in_azure: bool, env: Mapping[str, str]) -> str:
     return "blob" if values["inbox_storage"] else "sqlite"
 
 
-def _aia_fetch(values: Mapping[str, Any], in_azure: bool) -> bool:
+def _aia_fetch(values: Mapping[str, Any], in_azure: bool, env: Mapping[str, str]) -> bool:
     return in_azure
+
+
+def _public_base_url(values: Mapping[str, Any], in_azure: bool,
+                     env: Mapping[str, str]) -> str | None:
+    """In Azure the app's own default hostname (App Service sets WEBSITE_HOSTNAME): safer
+    than the request's Host header, which the caller writes."""
+    host = env.get("WEBSITE_HOSTNAME", "").strip() if in_azure else ""
+    if not re.fullmatch(r"[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252})(?::[0-9]{1,5})?", host):
+        return None  # absent, or not a host name: the request's URL, as without it
+    return _base_url(f"https://{host}")
 
 
 class Settings:
@@ -350,8 +366,9 @@ class Settings:
         "Accepted distance of X-DIP-Signature-Date from now, in seconds.", "300")
     dip_public_base_url = Setting(
         "", _base_url,
-        "Scheme, host and port the DIP calls, to rebuild the signed URL; default taken "
-        "from the request.")
+        "Scheme, host and port the DIP calls, to rebuild the signed URL; default in Azure "
+        "`https://` + WEBSITE_HOSTNAME (the app's own hostname), locally taken from the "
+        "request.", derive=_public_base_url)
     webhook_max_body_bytes = Setting(
         "4194304", _int(1024, 100 * 1024 * 1024), "Largest accepted webhook delivery.",
         "4194304")
@@ -488,7 +505,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     in_azure = bool(env.get("WEBSITE_SITE_NAME"))
     values: dict[str, Any] = {}
     issues: list[SettingIssue] = []
-    derived: list[tuple[Setting[Any], Callable[[Mapping[str, Any], bool], Any]]] = []
+    derived: list[tuple[Setting[Any], Derive[Any]]] = []
     for setting in SETTINGS:
         raw = env.get(setting.name, "").strip()
         if raw:
@@ -502,7 +519,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         else:
             values[setting.attr] = setting.parse(setting.default)
     for setting, derive in derived:  # after the settings they derive from
-        values[setting.attr] = derive(values, in_azure)
+        values[setting.attr] = derive(values, in_azure, env)
     if values["secret_store"] == "keyvault" and not values["key_vault_url"]:  # noqa: S105
         issues.append(SettingIssue("KEY_VAULT_URL", "must be set when SECRET_STORE is keyvault"))
     if values["inbox_backend"] == "blob" and not values["inbox_storage"]:

@@ -159,6 +159,25 @@ def test_send_then_inbox_list_and_show(served, pki_files, tmp_path):
     assert cli("inbox", "--state-dir", str(served.state_dir), "show", "nope").returncode == 1
 
 
+def test_channels_through_serve_are_distinct_and_logged_escaped(served, pki_files, tmp_path):
+    file = tmp_path / "channel.json"
+    file.write_bytes(delivery(f"tx-{uuid.uuid4()}"))
+    # Not UTF-8: both decode to U+FFFD U+FFFD, so neither is served (they would collapse).
+    for raw in ("%ff%fe", "%fe%ff"):
+        refused = send(served, pki_files, f"/api/webhooks/dip/{raw}", file)
+        assert refused.returncode == 1 and "HTTP 404" in refused.stdout, refused.stdout
+    # U+2028 and a right-to-left override: stored as they are, logged escaped.
+    accepted = send(served, pki_files, "/api/webhooks/dip/line%E2%80%A8rlo%E2%80%AEx", file)
+    assert accepted.returncode == 0, accepted.stdout + accepted.stderr
+    assert "line\u2028rlo\u202ex" in {m["channel"] for m in inbox_json(served)}
+    deadline = time.monotonic() + 10
+    while "channel=line" not in served.stderr() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    log = served.stderr()
+    assert "channel=line\\u2028rlo\\u202ex status=200" in log
+    assert "\u2028" not in log and "\u202e" not in log
+
+
 def test_send_reports_a_rejection_with_exit_1(served, pki_files, tmp_path):
     file = tmp_path / "bad.json"
     file.write_text('{"not": "an array"}')

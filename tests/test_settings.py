@@ -265,3 +265,18 @@ def test_readme_settings_table_is_the_declaration():
             for s in SETTINGS]
     table = "| setting | meaning | default |\n| --- | --- | --- |\n" + "\n".join(rows) + "\n"
     assert table in readme, "README's settings table differs from shared/settings.py:\n" + table
+
+
+@pytest.mark.parametrize(("env", "expected"), [
+    ({"WEBSITE_SITE_NAME": "app", "WEBSITE_HOSTNAME": "app.azurewebsites.net"},
+     "https://app.azurewebsites.net"),
+    ({"WEBSITE_SITE_NAME": "app", "WEBSITE_HOSTNAME": "app.azurewebsites.net",
+      "DIP_PUBLIC_BASE_URL": "https://dip.example.com"}, "https://dip.example.com"),
+    ({"WEBSITE_HOSTNAME": "app.azurewebsites.net"}, None),  # not in Azure: the request's URL
+    ({"WEBSITE_SITE_NAME": "app"}, None),
+    ({"WEBSITE_SITE_NAME": "app", "WEBSITE_HOSTNAME": "bad host/"}, None),
+])
+def test_public_base_url_defaults_to_the_apps_own_hostname_in_azure(env, expected):
+    settings = load_settings(env)
+    assert settings.dip_public_base_url == expected
+    assert settings.issues == ()

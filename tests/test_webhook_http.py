@@ -334,6 +334,82 @@ def test_hostile_channel_is_not_found_and_never_logged_or_stored(env, dip_pki, c
     assert stored(env) == []
 
 
+# Characters that end or disguise a log line although they are not C0 controls.
+LINE_BREAKERS = "\u2028\u2029\x85\u202e\u2066\u200f\u061c"
+
+
+@pytest.mark.parametrize("channel", ["a\u2028FAKE LOG LINE", "b\u2029c", "nel\x85x",
+                                     "rlo\u202egnp.exe", "iso\u2066late\u2069", "back\\x85"])
+def test_a_channel_is_stored_as_it_is_and_logged_escaped(env, dip_pki, caplog, channel):
+    caplog.set_level(logging.INFO, logger="dip_edge")
+    got, doc, _ = post(dip_pki, delivery(f"tx-{len(channel)}"), channel=channel)
+    assert got == 200, doc
+    inbox = SqliteInbox(env / "inbox.sqlite3")
+    try:
+        assert [m.channel for m in inbox.list()] == [channel]  # distinct, exact
+    finally:
+        inbox.close()
+    (line,) = [r.getMessage() for r in caplog.records if "dip delivery" in r.getMessage()]
+    assert not set(line) & set(LINE_BREAKERS), repr(line)
+    from shared.logtext import shown
+
+    assert f"channel={shown(channel)} status=200" in line
+    # A backslash in the channel is doubled, so it cannot pose as an escape.
+    assert shown("back\\x85") == "back\\\\x85" != shown("back\x85")
+
+
+def test_undecodable_channels_are_not_found_so_they_never_collapse(env, dip_pki):
+    # The host decodes %ff%fe and %fe%ff (not UTF-8) to the same U+FFFD U+FFFD: served,
+    # they would be one channel. The route decodes as the local host does.
+    from shared.devhost.functions import HttpRoute, compile_route
+
+    path, pattern = compile_route("api", "webhooks/dip/{channel?}")
+    route = HttpRoute("dip_webhook", "webhooks/dip/{channel?}", path, frozenset({"POST"}),
+                      "anonymous", pattern, None)
+    decoded = [route.match(f"/api/webhooks/dip/{raw}")["channel"]
+               for raw in ("%ff%fe", "%fe%ff")]
+    assert decoded[0] == decoded[1]  # what the webhook is handed
+    for channel in decoded:
+        got, doc, _ = post(dip_pki, delivery("tx-ff"), channel=channel)
+        assert (got, doc["code"]) == (404, "request.not_found")
+    assert stored(env) == []
+
+
+def test_transaction_ids_in_conflict_warnings_are_escaped(env, dip_pki, caplog):
+    caplog.set_level(logging.WARNING, logger="dip_edge")
+    txid = "tx\u2028FAKE conflicting redelivery: code=none"
+    assert post(dip_pki, delivery(txid))[0] == 200
+    changed = json.loads(delivery(txid))
+    changed[0]["payload"]["CustomBlock"]["reading"] = 43
+    got, doc, _ = post(dip_pki, json.dumps(changed).encode())
+    assert (got, doc["conflicts"]) == (200, 1)
+    warnings = [r.getMessage() for r in caplog.records if "conflicting" in r.getMessage()]
+    assert warnings and not any(set(w) & set(LINE_BREAKERS) for w in warnings)
+    assert any("transaction_id=tx\\u2028FAKE" in w for w in warnings)
+
+
+def test_in_azure_the_signed_url_is_the_apps_own_hostname_not_the_host_header(
+        env, app_env, dip_pki):
+    app_env(WEBSITE_SITE_NAME="dip-edge-webhook", AIA_FETCH="false",
+            WEBSITE_HOSTNAME="dip-edge-webhook.azurewebsites.net")
+    own = "https://dip-edge-webhook.azurewebsites.net/api/webhooks/dip"
+    forged = "https://attacker.example/api/webhooks/dip"
+    body = delivery("TX-HOST-1")
+
+    def send(url_called: str, url_signed: str):
+        headers = {"Content-Type": "application/json",
+                   "X-ARR-ClientCert": dip_pki.client_header(),
+                   **dip_pki.sign("POST", url_signed, body)}
+        response = call_http("dip_webhook", "POST", url_called, body=body, headers=headers)
+        return response.status_code, json.loads(response.get_body())
+
+    # Signed for the app's hostname: accepted whatever Host the request claims.
+    assert send(forged, own)[0] == 200
+    # Signed for the Host header the caller wrote: not the URL the DIP called.
+    got, doc = send(forged, forged)
+    assert (got, doc["code"]) == (403, "signature.invalid")
+
+
 def test_bad_monitor_settings_do_not_stop_deliveries(env, app_env, dip_pki):
     # Issue 13: EXPIRY_WARNING_DAYS=abc made every delivery a 500 config.invalid. The
     # webhook reads none of these; health lists them, the monitor reports them.

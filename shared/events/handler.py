@@ -36,6 +36,7 @@ import json
 from datetime import UTC, datetime
 
 from shared.events.context import EventContext, Handled, logger
+from shared.logtext import shown
 from shared.problems import (
     INTERNAL_ERROR,
     SECRET_DELETED_RECOVERABLE,
@@ -66,8 +67,8 @@ def handle_message(body: bytes, message_id: str | None, dequeue_count: int,
             f"unexpected {type(exc).__name__} while handling the event")
         if dequeue_count < MAX_DEQUEUE_COUNT:
             logger.warning("event message %s failed on delivery %d of %d (%s: %s); it will "
-                           "be retried", message_id, dequeue_count, MAX_DEQUEUE_COUNT,
-                           finding.code, finding.detail)
+                           "be retried", shown(message_id), dequeue_count, MAX_DEQUEUE_COUNT,
+                           finding.code, shown(finding.detail))
             raise
         _poison(body, message_id, dequeue_count, finding, settings)
 
@@ -101,7 +102,7 @@ def dispatch(event, ctx: EventContext) -> Handled:
         return keyvault.handle(event, ctx)
     if event.type == uploads.EVENT_TYPE:
         return uploads.handle(event, ctx)
-    logger.debug("ignored event %s of type %s", event.id, event.type)
+    logger.debug("ignored event %s of type %s", shown(event.id), shown(event.type))
     return Handled("ignored")
 
 
@@ -125,8 +126,8 @@ def _reject(body: bytes, ctx: EventContext, finding: Finding, *,
     }
     verb = "rejected" if kind == "invalid" else "failed without retry"
     if ctx.reports.create(name, document):
-        logger.error("event message %s %s (%s: %s); report %s", ctx.message_id, verb,
-                     finding.code, finding.detail, ctx.reports.location(name))
+        logger.error("event message %s %s (%s: %s); report %s", shown(ctx.message_id), verb,
+                     finding.code, shown(finding.detail), ctx.reports.location(name))
     else:
         logger.info("event message already reported: %s", ctx.reports.location(name))
     return Handled("rejected" if kind == "invalid" else "failed", name)
@@ -152,8 +153,8 @@ def _poison(body: bytes, message_id: str | None, dequeue_count: int, finding: Fi
         send_message(settings, queue, json.dumps(document))
     except Exception as exc:
         logger.error("event message %s failed %d times (%s: %s) and could not be written to "
-                     "%s (%s); the host moves it there", message_id, dequeue_count,
-                     finding.code, finding.detail, queue, type(exc).__name__)
+                     "%s (%s); the host moves it there", shown(message_id), dequeue_count,
+                     finding.code, shown(finding.detail), queue, type(exc).__name__)
         raise
     logger.error("event message %s failed %d times and was moved to %s: %s: %s",
-               message_id, dequeue_count, queue, finding.code, finding.detail)
+               shown(message_id), dequeue_count, queue, finding.code, shown(finding.detail))

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 from shared.events.context import EventContext, Handled, logger
 from shared.events.schema import Event, KeyVaultObject, key_vault_object
 from shared.events.validation import Validation, report_document, validate_pfx
+from shared.logtext import shown
 from shared.problems import (
     PFX_NOT_PKCS12,
     SECRET_DISABLED,
@@ -59,8 +60,8 @@ def handle(event: Event, ctx: EventContext) -> Handled:
     obj = key_vault_object(event)
     vault = _configured_vault(ctx.settings)
     if vault and obj.vault_host and obj.vault_host != vault:
-        logger.debug("ignored %s from vault %s: not the configured vault", event.type,
-                     obj.vault_host)
+        logger.debug("ignored %s from vault %s: not the configured vault", shown(event.type),
+                     shown(obj.vault_host))
         return Handled("ignored")
     if event.type in NEW_VERSION:
         return _new_version(event, obj, ctx)
@@ -76,7 +77,7 @@ def _configured_vault(settings: Settings) -> str | None:
 def _new_version(event: Event, obj: KeyVaultObject, ctx: EventContext) -> Handled:
     settings = ctx.settings
     if obj.name.lower() != settings.secret_name_pfx.lower():
-        logger.debug("ignored %s for %r: not the PFX secret %r", event.type, obj.name,
+        logger.debug("ignored %s for %r: not the PFX secret %r", shown(event.type), obj.name,
                      settings.secret_name_pfx)
         return Handled("ignored")
     # No version (and, below, no secret to take it from): the event's id, which is free
@@ -160,7 +161,7 @@ def log_outcome(what: str, document: dict, location: str) -> None:
     if errors:
         first = errors[0]
         logger.error("%s: validation failed (%s: %s; %d error(s)); report %s", what,
-                     first["code"], first["detail"], len(errors), location)
+                     first["code"], shown(first["detail"]), len(errors), location)
     elif warnings:
         logger.warning("%s: validation passed with %d warning(s) (%s); report %s", what,
                        len(warnings), ", ".join(w["code"] for w in warnings), location)

@@ -21,6 +21,7 @@ from shared.events.context import EventContext, Handled, logger
 from shared.events.keyvault import log_outcome
 from shared.events.schema import BlobRef, Event, blob_ref
 from shared.events.validation import Validation, report_document, validate_pfx
+from shared.logtext import shown
 from shared.problems import (
     PFX_MISSING,
     PFX_TOO_LARGE,
@@ -56,8 +57,8 @@ def handle(event: Event, ctx: EventContext) -> Handled:
     settings = ctx.settings
     ref = blob_ref(event)
     if ref.container != settings.uploads_container:
-        logger.debug("ignored BlobCreated in container %r: not the uploads container",
-                     ref.container)
+        logger.debug("ignored BlobCreated in container %s: not the uploads container",
+                     shown(ref.container))
         return Handled("ignored")
     settings.require(*UPLOAD_SETTINGS)  # config.invalid: retried, as a fixable fault
     etag = normalise_etag(ref.etag)
@@ -75,7 +76,7 @@ def handle(event: Event, ctx: EventContext) -> Handled:
     if upload.exists and etag and upload.etag != etag:
         # Overwritten since the event: the newer upload's own event will handle it.
         logger.info("upload %s/%s was replaced after this event; its newer version is "
-                    "handled by its own event", ref.container, ref.name)
+                    "handled by its own event", shown(ref.container), shown(ref.name))
         return Handled("superseded")
     errors: tuple[Finding, ...] = ()
     validation: Validation | None = None
@@ -99,7 +100,7 @@ def handle(event: Event, ctx: EventContext) -> Handled:
         logger.info("upload event already handled: report %s exists",
                     ctx.reports.location(name))
         return Handled("duplicate", name)
-    log_outcome(f"uploaded PFX {ref.container}/{ref.name}", document,
+    log_outcome(f"uploaded PFX {shown(ref.container)}/{shown(ref.name)}", document,
                 ctx.reports.location(name))
     _tidy(ctx, ref, etag)
     return Handled("validated", name)
@@ -142,5 +143,5 @@ def _tidy(ctx: EventContext, ref: BlobRef, etag: str | None) -> None:
     if ctx.settings.upload_keep_blob:
         return
     if delete_upload(ctx.settings, ref.container, ref.name, etag):
-        logger.info("deleted the uploaded PFX %s/%s after handling it", ref.container,
-                    ref.name)
+        logger.info("deleted the uploaded PFX %s/%s after handling it", shown(ref.container),
+                    shown(ref.name))

@@ -31,6 +31,7 @@ from shared.certs.trust_config import identities_missing, missing_identities
 from shared.dip.envelope import MAX_ID_LENGTH, is_storable_id, parse_delivery
 from shared.dip.inbox import Inbox, Receipt, open_inbox
 from shared.dip.signature import SignatureVerifier
+from shared.logtext import shown
 from shared.problems import (
     MESSAGE_TOO_LARGE,
     MESSAGE_UNSUPPORTED_MEDIA_TYPE,
@@ -43,6 +44,7 @@ from shared.settings import Settings
 from shared.web import HttpResult, Request, json_result
 
 logger = logging.getLogger("dip_edge.webhook")
+UNDECODABLE = "\ufffd"  # what a percent-encoded byte that is not UTF-8 decodes to
 
 
 @dataclass(frozen=True)
@@ -106,18 +108,22 @@ def _now() -> str:
 def receive(request: Request, settings: Settings) -> HttpResult:
     """Handle one delivery (see the module docstring for the order of checks)."""
     channel = request.route_params.get("channel") or None
-    if channel is not None and not is_storable_id(channel):
-        # The route decodes %0D%0A and the like: such a channel would forge log lines and
-        # reach the inbox, so no webhook is served there.
+    if channel is not None and (not is_storable_id(channel) or UNDECODABLE in channel):
+        # The route decodes %0D%0A and the like: such a channel would reach the inbox as
+        # it is. And bytes that are not UTF-8 are decoded to U+FFFD, so %ff%fe and %fe%ff
+        # would become one channel: no webhook is served at either.
         finding = REQUEST_NOT_FOUND("No webhook channel has that name (at most "
-                                    f"{MAX_ID_LENGTH} characters, no control characters).")
+                                    f"{MAX_ID_LENGTH} characters of UTF-8 text, no control "
+                                    "characters).")
         result, outcome = _rejected(problem_result(finding), finding.code)
-        channel = "(invalid)"
+        logged = "(invalid)"
     else:
         result, outcome = _receive(request, settings, channel)
+        # The caller's text: escaped, so it cannot break or disguise the line.
+        logged = shown(channel) if channel is not None else "None"
     # One line per delivery; codes and counts only, never header values or bodies.
     logger.log(logging.INFO if result.status == 200 else logging.WARNING,
-               "dip delivery: channel=%s status=%d %s", channel, result.status, outcome)
+               "dip delivery: channel=%s status=%d %s", logged, result.status, outcome)
     return result
 
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from shared.dip.envelope import Message
+from shared.logtext import shown
 from shared.problems import MESSAGE_CONFLICTING_REDELIVERY
 from shared.settings import Settings
 
@@ -127,7 +128,8 @@ def result_of(messages: Sequence[Message], outcomes: Sequence[str],
         logger.warning(
             "conflicting redelivery: code=%s transaction_id=%s channel=%s (a stored "
             "transaction ID with different bytes; the copy is kept, the original stays)",
-            MESSAGE_CONFLICTING_REDELIVERY.code, transaction_id, receipt.channel,
+            MESSAGE_CONFLICTING_REDELIVERY.code, shown(transaction_id),
+            shown(receipt.channel) if receipt.channel is not None else "-",
             extra={"code": MESSAGE_CONFLICTING_REDELIVERY.code,
                    "transaction_id": transaction_id})
     if len(conflicting) > _WARNINGS_PER_DELIVERY:
