@@ -19,6 +19,8 @@ INFRA_STAMP := $(INFRA_VENV)/.installed
 # The page tests drive Debian's Chromium through Playwright (never `playwright install`).
 CHROMIUM := /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+OTEL_VENV := .venv-otel
+OTEL_STAMP := $(OTEL_VENV)/.installed
 
 .PHONY: run test bench lint setup clean
 
@@ -42,6 +44,15 @@ $(INFRA_STAMP): requirements-infra.txt
 	$(INFRA_VENV)/bin/python -m pip install --quiet -r requirements-infra.txt
 	touch $@
 
+# Only bench/bench_telemetry.py uses it: the Azure Monitor OpenTelemetry distro, which
+# dip-edge does not depend on, measured for what it would add to a cold start.
+$(OTEL_STAMP): requirements-otel.txt requirements.txt
+	@test -n "$(PYTHON)" || { echo "Python 3.13 is needed (see above)" >&2; exit 1; }
+	@$(OTEL_VENV)/bin/python -c 'import sys; sys.exit(sys.version_info[:2] != (3, 13))' 2>/dev/null || rm -rf $(OTEL_VENV)
+	test -x $(OTEL_VENV)/bin/python || $(PYTHON) -m venv $(OTEL_VENV)
+	$(OTEL_VENV)/bin/python -m pip install --quiet -r requirements-otel.txt
+	touch $@
+
 $(AZURITE): package.json
 	npm install --no-audit --no-fund --loglevel=error
 	touch $@
@@ -56,11 +67,11 @@ run: $(STAMP)
 test: $(STAMP) $(AZURITE) $(INFRA_STAMP) $(CHROMIUM)
 	$(BIN)/python -m pytest -n 2 --dist loadgroup
 
-bench: $(STAMP) $(AZURITE)
+bench: $(STAMP) $(AZURITE) $(OTEL_STAMP)
 	$(BIN)/python -m bench
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
 clean:
-	rm -rf $(VENV) $(INFRA_VENV) node_modules .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(INFRA_VENV) $(OTEL_VENV) node_modules .pytest_cache .ruff_cache

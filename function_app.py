@@ -12,10 +12,14 @@ import azure.functions as func
 
 from shared.problems import INTERNAL_ERROR, problem_result
 from shared.settings import get_settings
+from shared.telemetry import configure_sdk_logging
 from shared.web import HttpResult, Request
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 logger = logging.getLogger("dip_edge")
+# The Azure SDKs log every HTTP request and response at INFO (several lines each): kept at
+# AZURE_SDK_LOG_LEVEL (warning) so the host's log holds dip-edge's records.
+configure_sdk_logging(get_settings().azure_sdk_log_level)
 
 
 def to_request(req: func.HttpRequest) -> Request:

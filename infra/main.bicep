@@ -5,7 +5,8 @@
 //   Key Vault    - RBAC, purge protection; the GlobalSign secrets (ops app only)
 //   Storage      - keyless; inbox, events queue (+ poison), uploads, reports, package
 //   Event Grid   - Key Vault and Storage system topics -> events queue (managed identity)
-//   Monitoring   - Log Analytics + Application Insights (Entra ID ingestion only)
+//   Monitoring   - Log Analytics + Application Insights (Entra ID ingestion only); alert
+//                  rules and a workbook over dip-edge's structured records
 //
 // Both apps run the same package (WEBSITE_RUN_FROM_PACKAGE, one blob) and differ only in
 // settings: which functions are disabled, which storage and vault they are told about, and
@@ -81,9 +82,45 @@ param storageSku string = 'Standard_ZRS'
 ])
 param hostStorageSku string = 'Standard_LRS'
 
-@description('Days Log Analytics keeps logs.')
-@minValue(30)
+@description('Days Log Analytics keeps logs searchable (interactive retention; at least the 3 months live DSD002 asks of audit logs).')
+@minValue(90)
+@maxValue(730)
 param logRetentionDays int = 90
+
+@description('Days the tables holding the audit trail keep logs in all, long-term retention included (at least the 12 months DSD002 asks).')
+@minValue(365)
+@maxValue(4383)
+param logTotalRetentionDays int = 365
+
+@description('Email addresses the alert rules notify.')
+param alertEmails array = []
+
+@description('Optional webhook the alert rules notify (common alert schema); empty: none.')
+@secure()
+param alertWebhookUrl string = ''
+
+@description('Percentage of webhook deliveries answered 5xx in 15 minutes that alerts.')
+@minValue(1)
+@maxValue(100)
+param alertFailedPercent int = 5
+
+@description('Fewest deliveries in 15 minutes for the 5xx rate to count.')
+@minValue(1)
+param alertMinDeliveries int = 10
+
+@description('Deliveries rejected with one code in 15 minutes that alert.')
+@minValue(0)
+param alertRejections int = 10
+
+@description('Minutes GlobalSign Atlas or Key Vault must keep failing before the outage alert fires.')
+@minValue(5)
+@maxValue(360)
+param alertOutageMinutes int = 15
+
+@description('Hours without an expiry monitor run that alert (it runs daily).')
+@minValue(25)
+@maxValue(47)
+param alertMonitorSilenceHours int = 26
 
 @description('Key Vault public network access: Enabled (RBAC-gated) or Disabled (private endpoint only; not deployed here).')
 @allowed([
@@ -174,6 +211,9 @@ var sharedSettings = {
   MONITOR_SCHEDULE: '0 0 6 * * *'
   EXPIRY_WARNING_DAYS: '30'
   EXPIRY_ERROR_DAYS: '7'
+  EXPIRY_WARNING_FRACTION: '0.3'
+  EXPIRY_ERROR_FRACTION: '0.05'
+  AZURE_SDK_LOG_LEVEL: 'warning'
   DIP_CLIENT_TRUST_ANCHORS: dipClientTrustAnchors
   DIP_CLIENT_INTERMEDIATES: dipClientIntermediates
   DIP_CLIENT_IDENTITIES: dipClientIdentities
@@ -243,6 +283,32 @@ module monitoring 'modules/monitoring.bicep' = {
     location: location
     nameSuffix: nameSuffix
     retentionInDays: logRetentionDays
+    totalRetentionInDays: logTotalRetentionDays
+  }
+}
+
+module alerts 'modules/alerts.bicep' = {
+  name: 'alerts'
+  params: {
+    location: location
+    nameSuffix: nameSuffix
+    workspaceId: monitoring.outputs.workspaceId
+    emails: alertEmails
+    webhookUrl: alertWebhookUrl
+    failedPercent: alertFailedPercent
+    minDeliveries: alertMinDeliveries
+    rejections: alertRejections
+    outageMinutes: alertOutageMinutes
+    monitorSilenceHours: alertMonitorSilenceHours
+  }
+}
+
+module workbook 'modules/workbook.bicep' = {
+  name: 'workbook'
+  params: {
+    location: location
+    workspaceId: monitoring.outputs.workspaceId
+    displayName: 'dip-edge (${nameSuffix})'
   }
 }
 

@@ -17,7 +17,19 @@ param opsAlwaysReadyInstances = 1
 param storageSku = 'Standard_ZRS'
 param hostStorageSku = 'Standard_LRS'
 
+// Logs: 90 days searchable; the audit-bearing tables (AppTraces, AppRequests, AppExceptions,
+// AZKVAuditLogs) 365 days in all (DSD002 Annex 1: 3 months live, 12 months archived).
 param logRetentionDays = 90
+param logTotalRetentionDays = 365
+
+// Alerts (README "Telemetry"): who is told, and the thresholds.
+param alertEmails = []
+param alertWebhookUrl = readEnvironmentVariable('DIP_EDGE_ALERT_WEBHOOK_URL', '')
+param alertFailedPercent = 5
+param alertMinDeliveries = 10
+param alertRejections = 10
+param alertOutageMinutes = 15
+param alertMonitorSilenceHours = 26
 
 // Key Vault network: reachable, RBAC-gated. Deny + ranges once the ops app's outbound
 // addresses are known (az functionapp show --query possibleOutboundIpAddresses).

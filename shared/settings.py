@@ -311,6 +311,18 @@ class Settings:
         "30", _int(0, 3650), "Days before expiry that warn.", "30")
     expiry_error_days = Setting(
         "7", _int(0, 3650), "Days before expiry that the monitor reports at error level.", "7")
+    expiry_warning_fraction = Setting(
+        "0.3", _float(0, 1),
+        "Fraction of an end-entity certificate's lifetime left that warns (whichever comes "
+        "first with EXPIRY_WARNING_DAYS); 0: days only.", "0.3")
+    expiry_error_fraction = Setting(
+        "0.05", _float(0, 1),
+        "Fraction of an end-entity certificate's lifetime left that the monitor reports at "
+        "error level (whichever comes first with EXPIRY_ERROR_DAYS); 0: days only.", "0.05")
+    azure_sdk_log_level = Setting(
+        "warning", _choice("debug", "info", "warning", "error"),
+        "Level of the Azure SDKs' loggers (`azure`, including its HTTP request and response "
+        "logging): `debug`, `info`, `warning` or `error`.", "warning")
     credentials_max_body_bytes = Setting(
         "2097152", _int(1024, 64 * 1024 * 1024),
         "Largest accepted credential submission (JSON or multipart).", "2097152")
@@ -526,6 +538,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         issues.append(SettingIssue("INBOX_STORAGE", "must be set when INBOX_BACKEND is blob"))
     if values["expiry_error_days"] > values["expiry_warning_days"]:
         issues.append(SettingIssue("EXPIRY_ERROR_DAYS", "must not exceed EXPIRY_WARNING_DAYS"))
+    if values["expiry_error_fraction"] > values["expiry_warning_fraction"]:
+        issues.append(SettingIssue("EXPIRY_ERROR_FRACTION",
+                                   "must not exceed EXPIRY_WARNING_FRACTION"))
     return Settings(values, tuple(issues), in_azure)
 
 

@@ -435,7 +435,10 @@ def test_no_secret_in_any_response_or_log_line(env, fake_atlas, fake_keyvault, a
     tokens = {r.authorization.removeprefix("Bearer ") for r in fake_atlas.requests
               if r.authorization}
     text = "\n".join(r.get_body().decode() + str(dict(r.headers)) for r in bodies) + caplog.text
-    assert "credentials submit by unknown: stored set" in caplog.text
+    outcomes = [(r.custom_dimensions["outcome"], r.custom_dimensions["status"])
+                for r in caplog.records if r.name == "dip_edge.credentials"]
+    assert outcomes == [("stored", 201), ("valid", 200), ("rejected", 422),
+                        ("rejected", 422), ("rejected", 503), ("failed", 503)]
     key_pem = account.issued.key_pem().decode()
     assert_no_secrets(text, account.api_secret, PASSWORD, "not-" + PASSWORD, "f" * 40,
                       account.pfx, key_pem.splitlines()[1], *tokens, *stored_pfx)
@@ -445,6 +448,8 @@ def test_caller_is_logged_with_the_outcome_safely(env, accounts, caplog):
     caplog.set_level(logging.INFO, logger="dip_edge.credentials")
     post(accounts[0].json(apiKey=None),
          headers={"X-MS-CLIENT-PRINCIPAL-NAME": "mallory@acme.test\nforged line"})
-    lines = [r.getMessage() for r in caplog.records if r.name == "dip_edge.credentials"]
-    assert lines == ["credentials submit by mallory@acme.test?forged line: rejected "
-                     "credentials.api_key_missing; nothing stored"]
+    (record,) = [r for r in caplog.records if r.name == "dip_edge.credentials"]
+    fields = record.custom_dimensions
+    assert (fields["action"], fields["outcome"], fields["codes"], fields["caller"]) == (
+        "submit", "rejected", ["credentials.api_key_missing"], "mallory@acme.test?forged line")
+    assert "\n" not in record.getMessage()

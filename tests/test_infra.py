@@ -454,6 +454,78 @@ def test_telemetry_uses_entra_id_and_diagnostics_reach_log_analytics(templates):
         assert platform["APPLICATIONINSIGHTS_AUTHENTICATION_STRING"] == "Authorization=AAD"
 
 
+def decorator(param: dict, kind: str):
+    return next((d["argument"] for d in param["decorators"] if d["type"] == kind), None)
+
+
+def test_audit_tables_keep_logs_90_days_live_and_365_in_all(templates, main):
+    # DSD002 Annex 1: audit logs kept at least 3 months live and 12 months archived.
+    monitoring = templates["modules/monitoring.bicep"]
+    params = monitoring["parameters"]
+    assert decorator(params["retentionInDays"], "min_value") >= 90
+    assert decorator(params["totalRetentionInDays"], "min_value") >= 365
+    assert main["parameters"]["logRetentionDays"]["default"] >= 90
+    assert main["parameters"]["logTotalRetentionDays"]["default"] >= 365
+    passed = main["modules"]["monitoring"]["config"]["params"]
+    assert (passed["retentionInDays"], passed["totalRetentionInDays"]) == (
+        "logRetentionDays", "logTotalRetentionDays")
+    (table,) = [b for _, _, b in resources_of(
+        templates, "Microsoft.OperationalInsights/workspaces/tables")]
+    loop = monitoring["resources"]["tables"]["config"]["loop_type"]
+    assert loop["detail"]["array_name"] == "auditTables"
+    assert {"AppTraces", "AZKVAuditLogs"} <= set(variable(monitoring, "auditTables"))
+    assert table["properties"] == {"plan": "Analytics", "retentionInDays": "retentionInDays",
+                                   "totalRetentionInDays": "totalRetentionInDays"}
+    # Key Vault's audit log goes to its own table (AZKVAuditLogs), whose retention is set.
+    (diagnostics,) = [b for p, _, b in resources_of(
+        templates, "Microsoft.Insights/diagnosticSettings") if p == "modules/keyvault.bicep"]
+    assert diagnostics["properties"]["logAnalyticsDestinationType"] == "Dedicated"
+
+
+def test_key_vault_uses_the_management_api_version_that_outlives_february_2027(templates):
+    versions = {(p, symbol, r["api_version"]) for p, t in templates.items()
+                for symbol, r in t.get("resources", {}).items()
+                if r["type"].startswith("Microsoft.KeyVault/")}
+    assert len(versions) >= 4
+    assert {v for _, _, v in versions} == {"2026-02-01"}
+
+
+def test_alert_rules_notify_an_action_group(templates, main):
+    alerts = templates["modules/alerts.bicep"]
+    (group,) = [b for _, _, b in resources_of(templates, "Microsoft.Insights/actionGroups")]
+    receivers = group["properties"]["emailReceivers"]
+    assert receivers["loop_type"]["detail"]["array_name"] == "emails"
+    assert receivers["config"]["useCommonAlertSchema"] is True
+    assert "secure" in {d["type"] for d in alerts["parameters"]["webhookUrl"]["decorators"]}
+    assert "secure" in {d["type"] for d in main["parameters"]["alertWebhookUrl"]["decorators"]}
+    assert main["parameters"]["alertEmails"]["default"] == []
+    (rule,) = [b for _, _, b in resources_of(templates, "Microsoft.Insights/scheduledQueryRules")]
+    props = rule["properties"]
+    assert props["scopes"] == ["workspaceId"]
+    (criterion,) = props["criteria"]["allOf"]
+    assert (criterion["timeAggregation"], criterion["operator"], criterion["threshold"]) == (
+        "Count", "GreaterThan", 0)
+    assert render(props["actions"]["actionGroups"][0]) == "actionGroup.id"
+    passed = main["modules"]["alerts"]["config"]["params"]
+    assert render(passed["workspaceId"]) == "monitoring.outputs.workspaceId"
+    names = [r["name"] for r in variable(alerts, "rules")]
+    assert names == ["credential-expiry-error", "credential-expiry-warning", "monitor-not-run",
+                     "webhook-5xx-rate", "webhook-rejections", "conflicting-redelivery",
+                     "events-poisoned", "dependency-outage"]
+    # Every rule's query is a file under infra/queries/ (tests/test_telemetry.py runs them).
+    for item in variable(alerts, "rules"):
+        assert "load_text_content" in json.dumps(item["query"]), item["name"]
+
+
+def test_workbook_reads_the_workspace(templates):
+    (workbook,) = [b for _, _, b in resources_of(templates, "Microsoft.Insights/workbooks")]
+    assert workbook["kind"] == "shared"
+    assert workbook["properties"]["sourceId"] == "workspaceId"
+    assert render(workbook["properties"]["serializedData"]) == "string(content)"
+    sections = variable(templates["modules/workbook.bicep"], "sections")
+    assert len(sections) == 4
+
+
 # --- outputs and settings -------------------------------------------------------------
 
 # keyVault is fine; key, keys, listKeys(, primaryKey are not.

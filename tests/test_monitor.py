@@ -20,7 +20,7 @@ from azure.functions.timer import TimerRequest
 from shared.certs.devpki import SERVER_AUTH, issue
 from shared.cli import main
 from shared.services.monitor import run_checks
-from shared.settings import get_settings
+from shared.settings import Settings, get_settings
 from tests.support.fake_atlas import FakeAtlas
 from tests.support.functions import call_http, user_function
 from tests.support.leaks import assert_no_secrets
@@ -44,6 +44,7 @@ def env(app_env, atlas, monkeypatch):
     atlas.reset()
     for name in ("EVENTS_STORAGE", "MONITOR_REPROVE_ATLAS", "SECRET_NAME_SIGNING_CERT",
                  "SECRET_NAME_TLS_CERT", "EXPIRY_WARNING_DAYS", "EXPIRY_ERROR_DAYS",
+                 "EXPIRY_WARNING_FRACTION", "EXPIRY_ERROR_FRACTION",
                  *(n for n in os.environ if n.startswith(("DIP_CLIENT_", "DIP_SIGNER_")))):
         monkeypatch.delenv(name, raising=False)
     app_env(ATLAS_MAX_RETRIES="0", **atlas.env())
@@ -73,6 +74,7 @@ def line(report, fragment):
 
 
 def test_thresholds_grade_the_stored_pfx(env, atlas):
+    env(EXPIRY_WARNING_FRACTION="0", EXPIRY_ERROR_FRACTION="0")  # days only
     save(atlas.year)
     not_after = atlas.year.certificate.not_valid_after_utc
     for days_before, level in ((200, "ok"), (30, "warning"), (8, "warning"), (7, "error"),
@@ -86,8 +88,49 @@ def test_thresholds_grade_the_stored_pfx(env, atlas):
     assert issuer.subject == "Fake Atlas mTLS Issuing CA"
 
 
+def test_a_fraction_of_the_lifetime_warns_first_on_long_lives(env, atlas):
+    # Defaults: warn at 30 days or 30% of the lifetime left, error at 7 days or 5%.
+    save(atlas.year)
+    not_after = atlas.year.certificate.not_valid_after_utc
+    for days_before, level in ((120, "ok"), (100, "warning"), (31, "warning"),
+                               (17, "error")):
+        pfx = line(run_checks(get_settings(), now=not_after - timedelta(days=days_before)),
+                   "Atlas PFX")
+        assert pfx.level == level, days_before
+        assert pfx.kind == "atlas_pfx" and pfx.lifetime_days in (364, 365)
+    assert pfx.fraction_left == pytest.approx(17 / pfx.lifetime_days, abs=0.01)
+    assert "of its lifetime" in pfx.detail
+    # The issuing CA inside the PFX is graded by days only (a fraction of a CA's life is
+    # years): never warned about for its lifetime share.
+    issuer = line(run_checks(get_settings(), now=not_after - timedelta(days=100)),
+                  "issuer in globalsign-pfx")
+    assert issuer.fraction_left is None and issuer.kind == "atlas_pfx_issuer"
+
+
+def test_on_short_lives_the_fixed_days_come_first(env, atlas):
+    # A 47-day certificate (public TLS from March 2029): 30 days left is 64% of its life,
+    # so the days threshold warns first; 5% is 2.35 days, so 7 days errs first.
+    short = atlas.new_client_certificate("acme-atlas-47d", days=47)
+    save(short)
+    not_after = short.certificate.not_valid_after_utc
+    for days_before, level in ((31, "ok"), (29, "warning"), (6, "error")):
+        pfx = line(run_checks(get_settings(), now=not_after - timedelta(days=days_before)),
+                   "Atlas PFX")
+        assert pfx.level == level, days_before
+
+
+def test_fraction_settings_are_checked(env):
+    env(EXPIRY_WARNING_FRACTION="0.1", EXPIRY_ERROR_FRACTION="0.2")
+    assert get_settings().issues_for(Settings.expiry_error_fraction)
+    report = run_checks(get_settings())
+    assert line(report, "monitor settings").level == "error"
+    env(EXPIRY_WARNING_FRACTION="1.5", EXPIRY_ERROR_FRACTION="0.05")
+    assert get_settings().issues_for(Settings.expiry_warning_fraction)
+
+
 def test_thresholds_follow_the_settings(env, atlas):
-    env(EXPIRY_WARNING_DAYS="60", EXPIRY_ERROR_DAYS="45")
+    env(EXPIRY_WARNING_DAYS="60", EXPIRY_ERROR_DAYS="45", EXPIRY_WARNING_FRACTION="0",
+        EXPIRY_ERROR_FRACTION="0")
     save(atlas.year)
     not_after = atlas.year.certificate.not_valid_after_utc
     for days, level in ((61, "ok"), (50, "warning"), (45, "error")):
@@ -201,9 +244,15 @@ def test_the_timer_logs_one_summary_and_the_api_shows_the_latest(env, atlas, cap
     user_function("monitor")(TimerRequest(past_due=False))
     (summary,) = [r for r in caplog.records if r.name == "dip_edge.monitor"]
     assert summary.levelno == logging.ERROR
-    assert "1 error(s)" in summary.getMessage()
-    assert "nearest expiry: GlobalSign Atlas PFX (globalsign-pfx) in 4 day(s)" in \
-        summary.getMessage()
+    fields = summary.custom_dimensions
+    assert json.loads(summary.getMessage()) == fields  # the message is the same fields
+    assert (fields["record"], fields["level"], fields["errors"]) == ("monitor", "error", 1)
+    assert (fields["nearest"], fields["nearestDaysLeft"]) == (
+        "GlobalSign Atlas PFX (globalsign-pfx)", 4)
+    pfx = fields["credentials"][0]
+    assert (pfx["kind"], pfx["level"], pfx["daysLeft"]) == ("atlas_pfx", "error", 4)
+    assert {c["kind"] for c in fields["credentials"]} >= {"atlas_pfx", "atlas_pfx_issuer",
+                                                          "dip_anchor"}
     described = json.loads(call_http("credentials", "GET", "/api/credentials").get_body())
     assert described["stored"] is True
     assert described["monitor"]["level"] == "error"

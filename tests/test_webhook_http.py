@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import hashes
 
+from shared.certs.facts import describe
 from shared.dip.inbox.blob import BlobInbox
 from shared.dip.inbox.sqlite import SqliteInbox
 from shared.services import webhook
@@ -266,10 +267,23 @@ def test_one_log_line_per_delivery_and_no_secrets(env, dip_pki, caplog):
     caplog.set_level(logging.INFO, logger="dip_edge")
     post(dip_pki, delivery("tx-1"))
     post(dip_pki, delivery("tx-2"), client=dip_pki.stranger)
-    lines = [r.getMessage() for r in caplog.records if r.name == "dip_edge.webhook"]
-    assert len(lines) == 2
-    assert "status=200 accepted=1 duplicates=0 conflicts=0" in lines[0]
-    assert "status=403 code=clientcert.identity_mismatch" in lines[1]
+    records = [r for r in caplog.records if r.name == "dip_edge.webhook"]
+    assert len(records) == 2
+    ok, refused = (r.custom_dimensions for r in records)
+    assert [json.loads(r.getMessage()) for r in records] == [ok, refused]
+    assert {k: ok[k] for k in ("record", "status", "code", "accepted", "duplicates",
+                               "conflicts", "messages", "transactionIds", "interfaceIds",
+                               "channel")} == {
+        "record": "delivery", "status": 200, "code": None, "accepted": 1, "duplicates": 0,
+        "conflicts": 0, "messages": 1, "transactionIds": ["tx-1"],
+        "interfaceIds": ["IF-033"], "channel": None}
+    assert ok["clientThumbprint"] == describe(dip_pki.client.certificate).thumbprint_sha256
+    assert ok["signerThumbprint"] == describe(dip_pki.signer.certificate).thumbprint_sha256
+    assert 0 < ok["durationMs"] < 10_000 and records[0].levelno == logging.INFO
+    assert (refused["status"], refused["code"], refused["accepted"]) == (
+        403, "clientcert.identity_mismatch", None)
+    assert refused["clientThumbprint"] == describe(dip_pki.stranger.certificate).thumbprint_sha256
+    assert records[1].levelno == logging.WARNING
     assert_no_secrets(caplog.text, dip_pki.signer.key_pem(), dip_pki.client.key_pem(),
                       dip_pki.client.cert_der())
 

@@ -156,7 +156,7 @@ resource tableRoles 'Microsoft.Authorization/roleAssignments@2022-04-01' = [for 
   }
 }]
 
-resource vault 'Microsoft.KeyVault/vaults@2023-07-01' existing = {
+resource vault 'Microsoft.KeyVault/vaults@2026-02-01' existing = {
   name: vaultName
 }
 

@@ -38,7 +38,7 @@ var keyVaultEventTypes = [
   'Microsoft.KeyVault.CertificateExpired'
 ]
 
-resource vault 'Microsoft.KeyVault/vaults@2023-07-01' existing = {
+resource vault 'Microsoft.KeyVault/vaults@2026-02-01' existing = {
   name: vaultName
 }
 

@@ -38,7 +38,7 @@ param appServiceObjectId string
 // Built-in role: Key Vault Certificate User.
 var keyVaultCertificateUser = 'db79e9a7-68ee-4b58-9aeb-b90e7c24fcba'
 
-resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
+resource vault 'Microsoft.KeyVault/vaults@2026-02-01' = {
   // checkov:skip=CKV_AZURE_109:the firewall default is the networkDefaultAction parameter (Allow by default, because the Elastic Premium apps have no fixed egress without a virtual network); every request still needs an Entra ID token and an RBAC role
   // checkov:skip=CKV_AZURE_189:public network access is the publicNetworkAccess parameter; Disabled needs private endpoints and VNet integration, which this template does not deploy
   name: name
@@ -72,6 +72,9 @@ resource vaultDiagnostics 'Microsoft.Insights/diagnosticSettings@2021-05-01-prev
   scope: vault
   properties: {
     workspaceId: workspaceId
+    // Resource-specific table AZKVAuditLogs (retention set in monitoring.bicep), not the
+    // shared AzureDiagnostics.
+    logAnalyticsDestinationType: 'Dedicated'
     logs: [
       {
         categoryGroup: 'audit'
@@ -96,7 +99,7 @@ resource vaultDiagnostics 'Microsoft.Insights/diagnosticSettings@2021-05-01-prev
 // then use a separate vault for TLS certificates with the role on that vault (README,
 // "What only Azure can show"). (The placeholder name keeps the role assignment's
 // scope a well-formed resource ID even when the condition is false.)
-resource tlsCertificateSecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' existing = if (!empty(tlsCertificateName)) {
+resource tlsCertificateSecret 'Microsoft.KeyVault/vaults/secrets@2026-02-01' existing = if (!empty(tlsCertificateName)) {
   parent: vault
   name: empty(tlsCertificateName) ? 'unused' : tlsCertificateName
 }

@@ -41,6 +41,7 @@ from shared.problems import (
     ProblemType,
 )
 from shared.settings import Setting, Settings
+from shared.telemetry import dependency_failure
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -174,6 +175,7 @@ class AtlasClient:
 
         retry_after: int | None = None
         detail = ""
+        status: int | None = None
         for attempt in range(self.connection.max_retries + 1):
             wait = self.connection.backoff * 2 ** attempt
             try:
@@ -195,6 +197,7 @@ class AtlasClient:
                     wait, retry_after = asked, max(asked, retry_after or 0)
             if attempt < self.connection.max_retries:
                 self._sleep(min(wait, self.connection.timeout))
+        dependency_failure("atlas", f"{method} /{path}", GS_UNAVAILABLE.code, status=status)
         raise AtlasError(GS_UNAVAILABLE(
             f"{detail} Gave up after {self.connection.max_retries + 1} tries."),
             retry_after=retry_after)

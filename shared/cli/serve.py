@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from shared.cli import EXIT_OK, EXIT_UNAVAILABLE, UsageError
+from shared.logconfig import FORMATS
 
 NAME = "serve"
 HELP = ("run the function app locally over HTTPS with client certificates required, like "
@@ -37,6 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     level.add_argument("--quiet", action="store_true", help="log warnings only")
     level.add_argument("--debug", action="store_true", help="log everything (query strings "
                        "and the function key are still never logged)")
+    parser.add_argument("--log-format", choices=FORMATS, default="text",
+                        help="log records on stderr as readable text (default) or JSON lines "
+                        "(the structured records' fields as keys; README 'Telemetry')")
 
 
 def _sample_delivery(path: Path) -> None:
@@ -102,11 +106,14 @@ def run(args: argparse.Namespace) -> int:
     from shared.private import private_dir
     from shared.problems import MESSAGE_TOO_LARGE, REQUEST_TOO_LARGE
     from shared.settings import get_settings, read_text_setting
+    from shared.telemetry import configure_sdk_logging
 
     if not 0 <= args.port <= 65535:
         raise UsageError(f"--port must be between 0 and 65535, got {args.port}")
+    from shared.logconfig import configure
+
     level = logging.WARNING if args.quiet else logging.DEBUG if args.debug else logging.INFO
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure(args.log_format, level=level)
     # The worker's own records (its indexing summary, a line per invocation) are debugging.
     logging.getLogger("azure.functions").setLevel(logging.DEBUG if args.debug else logging.WARNING)
     state_dir = Path(args.state_dir or os.environ.get("DIP_EDGE_STATE_DIR") or ".dip-edge")
@@ -118,6 +125,7 @@ def run(args: argparse.Namespace) -> int:
     _sample_delivery(state_dir / "sample-delivery.json")
     get_settings.cache_clear()
     settings = get_settings()
+    configure_sdk_logging(settings.azure_sdk_log_level)
     for error in settings.errors:
         print(f"warning: setting {error}", file=sys.stderr)
 

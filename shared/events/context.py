@@ -38,7 +38,15 @@ class Handled:
     Actions: ``validated``, ``duplicate`` (already reported), ``expiry``, ``ignored``,
     ``rejected`` (a malformed event), ``failed`` (a permanent secret-store answer),
     ``superseded`` (the upload was replaced).
+    ``outcome`` is the report's (``passed``/``failed``), or for an expiry event
+    ``near_expiry``/``expired``; ``codes`` are the report's error codes.
     """
 
     action: str
     report: str | None = None
+    outcome: str | None = None
+    codes: tuple[str, ...] = ()
+
+
+def report_outcome(document: dict) -> tuple[str, tuple[str, ...]]:
+    return document["outcome"], tuple(e["code"] for e in document["errors"])

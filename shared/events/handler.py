@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from datetime import UTC, datetime
 
 from shared.events.context import EventContext, Handled, logger
@@ -47,6 +48,7 @@ from shared.problems import (
     Finding,
 )
 from shared.settings import Settings
+from shared.telemetry import emit
 
 MAX_DEQUEUE_COUNT = 5  # host.json extensions.queues.maxDequeueCount
 POISON_SUFFIX = "-poison"
@@ -69,8 +71,19 @@ def handle_message(body: bytes, message_id: str | None, dequeue_count: int,
             logger.warning("event message %s failed on delivery %d of %d (%s: %s); it will "
                            "be retried", shown(message_id), dequeue_count, MAX_DEQUEUE_COUNT,
                            finding.code, shown(finding.detail))
+            _record_failure("retry", message_id, dequeue_count, finding)
             raise
         _poison(body, message_id, dequeue_count, finding, settings)
+
+
+def _record_failure(outcome: str, message_id: str | None, dequeue_count: int,
+                    finding: Finding) -> None:
+    """The ``event`` record of a message that failed: ``retry``, ``poisoned`` (written to
+    the poison queue) or ``poison_failed`` (the host moves it there)."""
+    emit(logger, "event", {"action": "delivery_failed", "outcome": outcome,
+                           "codes": [finding.code], "messageId": message_id,
+                           "dequeueCount": dequeue_count},
+         level=logging.WARNING if outcome == "retry" else logging.ERROR)
 
 
 def handle_events(body: bytes, ctx: EventContext) -> list[Handled]:
@@ -80,18 +93,28 @@ def handle_events(body: bytes, ctx: EventContext) -> list[Handled]:
     try:
         events = parse_message(body)
     except EventError as err:
-        return [_reject(body, ctx, err.finding)]
+        handled = _reject(body, ctx, err.finding)
+        emit(logger, "event", {"eventType": None, "action": handled.action,
+                               "outcome": handled.outcome, "codes": handled.codes,
+                               "report": handled.report, "messageId": ctx.message_id},
+             level=logging.WARNING)
+        return [handled]
     outcomes = []
     for event in events:
         try:
-            outcomes.append(dispatch(event, ctx))
+            handled = dispatch(event, ctx)
         except EventError as err:  # a well-formed envelope with unusable data
-            outcomes.append(_reject(body, ctx, err.finding, event=event.summary()))
+            handled = _reject(body, ctx, err.finding, event=event.summary())
         except DipEdgeError as err:
             if not err.is_(*PERMANENT_STORE_ERRORS):
                 raise
-            outcomes.append(_reject(body, ctx, err.finding, event=event.summary(),
-                                    kind="failed"))
+            handled = _reject(body, ctx, err.finding, event=event.summary(), kind="failed")
+        outcomes.append(handled)
+        emit(logger, "event", {
+            "eventType": event.type, "eventId": event.id, "subject": event.subject,
+            "action": handled.action, "outcome": handled.outcome, "codes": handled.codes,
+            "report": handled.report, "messageId": ctx.message_id},
+             level=logging.DEBUG if handled.action == "ignored" else logging.INFO)
     return outcomes
 
 
@@ -130,7 +153,8 @@ def _reject(body: bytes, ctx: EventContext, finding: Finding, *,
                      finding.code, shown(finding.detail), ctx.reports.location(name))
     else:
         logger.info("event message already reported: %s", ctx.reports.location(name))
-    return Handled("rejected" if kind == "invalid" else "failed", name)
+    return Handled("rejected" if kind == "invalid" else "failed", name, "failed",
+                   (finding.code,))
 
 
 def _poison(body: bytes, message_id: str | None, dequeue_count: int, finding: Finding,
@@ -155,6 +179,8 @@ def _poison(body: bytes, message_id: str | None, dequeue_count: int, finding: Fi
         logger.error("event message %s failed %d times (%s: %s) and could not be written to "
                      "%s (%s); the host moves it there", shown(message_id), dequeue_count,
                      finding.code, shown(finding.detail), queue, type(exc).__name__)
+        _record_failure("poison_failed", message_id, dequeue_count, finding)
         raise
     logger.error("event message %s failed %d times and was moved to %s: %s: %s",
-               shown(message_id), dequeue_count, queue, finding.code, shown(finding.detail))
+                 shown(message_id), dequeue_count, queue, finding.code, shown(finding.detail))
+    _record_failure("poisoned", message_id, dequeue_count, finding)

@@ -16,7 +16,7 @@ import logging
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
-from shared.events.context import EventContext, Handled, logger
+from shared.events.context import EventContext, Handled, logger, report_outcome
 from shared.events.schema import Event, KeyVaultObject, key_vault_object
 from shared.events.validation import Validation, report_document, validate_pfx
 from shared.logtext import shown
@@ -28,6 +28,7 @@ from shared.problems import (
     Finding,
 )
 from shared.settings import Settings
+from shared.telemetry import audit
 from shared.vault.base import StoredSecret
 
 PREFIX = "Microsoft.KeyVault."
@@ -149,11 +150,21 @@ def _duplicate(ctx: EventContext, name: str) -> Handled:
 
 
 def _record(ctx: EventContext, name: str, document: dict, what: str) -> Handled:
-    """Write the report (create-only) and log the outcome at its severity."""
+    """Write the report (create-only), log the outcome at its severity, audit the change."""
     if not ctx.reports.create(name, document):
         return _duplicate(ctx, name)
     log_outcome(what, document, ctx.reports.location(name))
-    return Handled("validated", name)
+    outcome, codes = report_outcome(document)
+    certificate = document.get("certificate") or {}
+    # A new version of the PFX secret, written by anyone (Key Vault's own audit log names
+    # who): part of the audit trail of credential changes.
+    audit("credentials.new_version", {
+        "source": "keyvault", "outcome": outcome, "codes": codes,
+        "secret": document["secret"]["name"], "version": document["secret"]["version"],
+        "thumbprint": certificate.get("thumbprintSha1"), "subject": certificate.get("subject"),
+        "notAfter": certificate.get("notAfter"), "report": name},
+        level=logging.WARNING if codes else logging.INFO)
+    return Handled("validated", name, outcome, codes)
 
 
 def log_outcome(what: str, document: dict, location: str) -> None:
@@ -184,4 +195,4 @@ def _expiry(event: Event, obj: KeyVaultObject, ctx: EventContext) -> Handled:
     else:
         when = "has expired" if expired else "expires soon (the event gave no date)"
     logger.log(logging.ERROR if expired else logging.WARNING, "%s %s", what, when)
-    return Handled("expiry")
+    return Handled("expiry", outcome="expired" if expired else "near_expiry")

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 
-from shared.events.context import EventContext, Handled, logger
+from shared.events.context import EventContext, Handled, logger, report_outcome
 from shared.events.keyvault import log_outcome
 from shared.events.schema import BlobRef, Event, blob_ref
 from shared.events.validation import Validation, report_document, validate_pfx
@@ -32,6 +32,7 @@ from shared.problems import (
 )
 from shared.settings import Settings
 from shared.storage.connection import delete_upload, fetch_upload, normalise_etag
+from shared.telemetry import audit
 
 EVENT_TYPE = "Microsoft.Storage.BlobCreated"
 # What this handler reads itself (the stores and checks it calls check their own).
@@ -103,7 +104,7 @@ def handle(event: Event, ctx: EventContext) -> Handled:
     log_outcome(f"uploaded PFX {shown(ref.container)}/{shown(ref.name)}", document,
                 ctx.reports.location(name))
     _tidy(ctx, ref, etag)
-    return Handled("validated", name)
+    return Handled("validated", name, *report_outcome(document))
 
 
 def _password(ctx: EventContext, ref: BlobRef) -> bytes | None:
@@ -136,6 +137,11 @@ def _import(ctx: EventContext, validation: Validation) -> tuple[dict | None,
                                 api_secret=validation.credentials.api_secret,
                                 pfx_passwordless=to_passwordless_pfx(validation.pfx),
                                 facts=facts, validated_by="upload")
+    audit("credentials.import", {
+        "source": "upload", "outcome": "stored", "thumbprint": facts.thumbprint_sha1,
+        "subject": facts.subject, "notAfter": facts.not_after,
+        "previousThumbprint": current.thumbprint if current else None,
+        "credentialSet": metadata.set_id})
     return {"alreadyCurrent": False, **metadata.to_dict()}, ()
 
 

@@ -10,7 +10,8 @@
 Checks run in order: the submission's shape (``request.*``), then the API key, API secret
 and PFX offline (all findings together), then — only when those pass — the proof against
 GlobalSign Atlas. A GlobalSign outage answers 503 with ``Retry-After``. Each outcome is
-logged with the caller (``X-MS-CLIENT-PRINCIPAL-NAME`` from App Service authentication).
+one ``credentials`` record and one ``audit`` record (:mod:`shared.telemetry`) naming the
+caller (``X-MS-CLIENT-PRINCIPAL-NAME`` / ``-ID`` from App Service authentication).
 Every finding carries the advice ``check-pfx`` prints (``why``, ``action``). Before any of
 it, a browser POST from another site is refused (``shared.same_origin``).
 """
@@ -18,9 +19,9 @@ it, a browser POST from another site is refused (``shared.same_origin``).
 from __future__ import annotations
 
 import logging
-import re
+import time
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from shared.certs.advice import advised
 from shared.problems import (
@@ -34,13 +35,13 @@ from shared.problems import (
 from shared.same_origin import require_same_origin
 from shared.services.submission import Submission, parse_submission
 from shared.settings import Settings
+from shared.telemetry import audit, caller, emit
 from shared.web import HttpResult, Request, json_result
 
 if TYPE_CHECKING:
     from shared.validation import CredentialVerdict
 
 logger = logging.getLogger("dip_edge.credentials")
-_UNSAFE = re.compile(r"[^\w@.+\- ]")
 
 
 def validate(request: Request, settings: Settings) -> HttpResult:
@@ -92,30 +93,49 @@ def check_submission(submission: Submission, settings: Settings) -> CredentialVe
 
 
 def _handle(request: Request, settings: Settings, *, store: bool) -> HttpResult:
+    started = time.perf_counter()
     action = "submit" if store else "validate"
-    caller = _caller(request)
+    who = caller(request.header)
+    seen: dict[str, Any] = {}
     try:
         require_same_origin(request)
         settings.require(Settings.credentials_max_body_bytes)
         submission = parse_submission(request, settings.credentials_max_body_bytes)
         verdict = check_submission(submission, settings)
+        seen.update(_certificate_fields(verdict))
         if not verdict.valid:
-            return _rejected(action, caller, verdict)
-        if not store:
-            logger.info("credentials %s by %s: valid (%s)", action, caller,
-                        verdict.report.certificate.thumbprint_sha1)
-            return json_result(200, {"valid": True, "errors": [],
-                                     "warnings": [advised(f) for f in verdict.warnings],
-                                     **verdict.details()})
-        return _store(submission, verdict, settings, caller)
+            result = _rejected(verdict)
+            seen.update(outcome="rejected", codes=[f.code for f in verdict.errors])
+        elif not store:
+            result = json_result(200, {"valid": True, "errors": [],
+                                       "warnings": [advised(f) for f in verdict.warnings],
+                                       **verdict.details()})
+            seen["outcome"] = "valid"
+        else:
+            result = _store(submission, verdict, settings, who["caller"], seen)
+            seen["outcome"] = "stored"
     except DipEdgeError as err:
-        logger.warning("credentials %s by %s: failed %s", action, caller, err.code)
-        return error_result(err)
+        result = error_result(err)
+        seen.update(outcome="failed", codes=[err.code])
+    fields = {"outcome": seen.pop("outcome"), "status": result.status,
+              "codes": seen.pop("codes", []), **seen, **who}
+    level = logging.INFO if result.status < 500 else logging.WARNING
+    emit(logger, "credentials", {"action": action, **fields,
+                                 "durationMs": (time.perf_counter() - started) * 1000},
+         level=level)
+    audit(f"credentials.{action}", {"source": "api", **fields}, level=level)
+    return result
 
 
-def _rejected(action: str, caller: str, verdict: CredentialVerdict) -> HttpResult:
-    codes = ",".join(f.code for f in verdict.errors)
-    logger.info("credentials %s by %s: rejected %s; nothing stored", action, caller, codes)
+def _certificate_fields(verdict: CredentialVerdict) -> dict[str, Any]:
+    facts = verdict.report.certificate if verdict.report else None
+    return {"warnings": [f.code for f in verdict.warnings],
+            "thumbprint": facts.thumbprint_sha1 if facts else None,
+            "subject": facts.subject if facts else None,
+            "notAfter": facts.not_after if facts else None}
+
+
+def _rejected(verdict: CredentialVerdict) -> HttpResult:
     retry_after = verdict.proof.retry_after if verdict.proof else None
     return problem_result(verdict.errors[0], errors=verdict.errors, warnings=verdict.warnings,
                           retry_after=retry_after,
@@ -125,7 +145,7 @@ def _rejected(action: str, caller: str, verdict: CredentialVerdict) -> HttpResul
 
 
 def _store(submission: Submission, verdict: CredentialVerdict, settings: Settings,
-           caller: str) -> HttpResult:
+           caller_name: str | None, seen: dict[str, Any]) -> HttpResult:
     from shared.certs.facts import to_passwordless_pfx
     from shared.vault import open_store
     from shared.vault.credentials import save_credentials
@@ -134,17 +154,9 @@ def _store(submission: Submission, verdict: CredentialVerdict, settings: Setting
     metadata = save_credentials(
         open_store(settings), settings, api_key=submission.api_key,
         api_secret=submission.api_secret, pfx_passwordless=to_passwordless_pfx(report),
-        facts=report.certificate, validated_at=datetime.now(UTC),
-        validated_by=None if caller == "unknown" else caller)
-    logger.info("credentials submit by %s: stored set %s (%s)", caller, metadata.set_id,
-                metadata.thumbprint)
+        facts=report.certificate, validated_at=datetime.now(UTC), validated_by=caller_name)
+    seen["credentialSet"] = metadata.set_id
     return json_result(201, {"status": "Added successfully",
                              "warnings": [advised(f) for f in verdict.warnings],
                              **verdict.details(), "stored": metadata.to_dict()},
                        {"Location": "/api/credentials"})
-
-
-def _caller(request: Request) -> str:
-    """The App Service principal name, made safe for a log line."""
-    name = request.header("x-ms-client-principal-name")
-    return _UNSAFE.sub("?", name.strip())[:128] if name and name.strip() else "unknown"

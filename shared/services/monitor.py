@@ -10,13 +10,17 @@
   certificate (SECRET_NAME_TLS_CERT), when those settings name a secret;
 
 and grades each: ``error`` when expired or at most EXPIRY_ERROR_DAYS left (or
-unreadable), ``warning`` at most EXPIRY_WARNING_DAYS left, else ``ok``. It never raises
-for what it reads: an unreachable store or a bad setting is an ``error`` line.
+unreadable), ``warning`` at most EXPIRY_WARNING_DAYS left, else ``ok``. An end-entity
+certificate is also graded by the fraction of its lifetime left (EXPIRY_WARNING_FRACTION,
+EXPIRY_ERROR_FRACTION), whichever comes first: public TLS lifetimes fall to 200 days
+(March 2026) and 100 days (March 2027), where a fixed 30 days is a third of a life. CA
+certificates are graded by days only: a fraction of a root's 20-25 years is years. It
+never raises for what it reads: an unreachable store or a bad setting is an ``error`` line.
 
-``run_scheduled(settings)`` (the timer) logs one summary record at the worst level and
-keeps the report as ``monitor/latest.json`` in the report store (REPORTS_CONTAINER, or
-the state directory locally), where :func:`latest_report` finds it for
-``GET /api/credentials``.
+``run_scheduled(settings)`` (the timer) logs one ``monitor`` record (:mod:`shared.telemetry`)
+at the worst level, every credential in it, and keeps the report as ``monitor/latest.json``
+in the report store (REPORTS_CONTAINER, or the state directory locally), where
+:func:`latest_report` finds it for ``GET /api/credentials``.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from shared.problems import SECRET_NOT_FOUND, DipEdgeError
 from shared.settings import Settings
+from shared.telemetry import MAX_NESTED_ITEMS, emit
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -39,6 +44,7 @@ logger = logging.getLogger("dip_edge.monitor")
 
 # The monitor's own settings; the stores, policies and Atlas check theirs when opened.
 MONITOR_SETTINGS = (Settings.expiry_warning_days, Settings.expiry_error_days,
+                    Settings.expiry_warning_fraction, Settings.expiry_error_fraction,
                     Settings.monitor_reprove_atlas, Settings.secret_name_signing_cert,
                     Settings.secret_name_tls_cert)
 
@@ -58,12 +64,24 @@ class CredentialStatus:
     thumbprint: str | None = None  # SHA-1, upper-case hex, as the portal shows it
     not_after: datetime | None = None
     days_left: int | None = None
+    kind: str = "config"  # one of KINDS: stable, for alert rules
+    lifetime_days: int | None = None
+    fraction_left: float | None = None  # of the lifetime; None for CA certificates
 
     def to_dict(self) -> dict[str, Any]:
-        return {"credential": self.credential, "level": self.level, "detail": self.detail,
-                "subject": self.subject, "thumbprint": self.thumbprint,
+        return {"credential": self.credential, "kind": self.kind, "level": self.level,
+                "detail": self.detail, "subject": self.subject, "thumbprint": self.thumbprint,
                 "notAfter": self.not_after.isoformat() if self.not_after else None,
-                "daysLeft": self.days_left}
+                "daysLeft": self.days_left, "lifetimeDays": self.lifetime_days,
+                "fractionLeft": None if self.fraction_left is None
+                else round(self.fraction_left, 4)}
+
+
+# What each line is, for alert rules (README "Telemetry"): the Atlas access certificate and
+# the issuers in its PFX, the Atlas login, the DIP's anchors and pinned certificates, the
+# participant's signing and webhook TLS certificates (and their issuers), a setting.
+KINDS = ("atlas_pfx", "atlas_pfx_issuer", "atlas_login", "dip_anchor", "dip_pinned",
+         "signing_cert", "signing_cert_issuer", "tls_cert", "tls_cert_issuer", "config")
 
 
 @dataclass(frozen=True)
@@ -73,6 +91,8 @@ class MonitorReport:
     error_days: int
     credentials: tuple[CredentialStatus, ...]
     atlas: dict | None = field(default=None)  # AtlasProof.to_dict() when re-proven
+    warning_fraction: float = 0.0
+    error_fraction: float = 0.0
 
     @property
     def level(self) -> str:
@@ -84,7 +104,9 @@ class MonitorReport:
     def to_dict(self) -> dict[str, Any]:
         return {"checkedAt": self.checked_at.isoformat(), "level": self.level,
                 "thresholds": {"warningDays": self.warning_days,
-                               "errorDays": self.error_days},
+                               "errorDays": self.error_days,
+                               "warningFraction": self.warning_fraction,
+                               "errorFraction": self.error_fraction},
                 "counts": {lvl: self.count(lvl) for lvl in (OK, WARNING, ERROR)},
                 "credentials": [c.to_dict() for c in self.credentials],
                 "atlas": self.atlas}
@@ -95,32 +117,46 @@ class Thresholds:
     warning_days: int
     error_days: int
     now: datetime
+    warning_fraction: float = 0.0
+    error_fraction: float = 0.0
 
-    def grade(self, credential: str, cert, *, note: str = "") -> CredentialStatus:
-        """The status of one certificate by its days to expiry."""
+    def grade(self, credential: str, cert, kind: str, *, note: str = "") -> CredentialStatus:
+        """The status of one certificate by its days to expiry and, for an end-entity
+        certificate, the fraction of its lifetime left (whichever comes first)."""
         from shared.certs.facts import describe
 
         facts = describe(cert, now=self.now)
         days = facts.days_to_expiry
+        lifetime = (facts.not_after - facts.not_before).total_seconds()
+        fraction = None
+        if not facts.is_ca and lifetime > 0:
+            fraction = min(1.0, max(0.0, (facts.not_after - self.now).total_seconds()
+                                    / lifetime))
+        share = f" ({fraction:.0%} of its lifetime)" if fraction is not None else ""
+
+        def within(limit_days: int, limit_fraction: float) -> bool:
+            return days <= limit_days or (fraction is not None and fraction <= limit_fraction)
+
         if self.now >= facts.not_after:
             level, detail = ERROR, f"expired {-days} day(s) ago"
         elif self.now < facts.not_before:
             level, detail = WARNING, f"not valid until {facts.not_before.isoformat()}"
-        elif days <= self.error_days:
-            level, detail = ERROR, f"expires in {days} day(s)"
-        elif days <= self.warning_days:
-            level, detail = WARNING, f"expires in {days} day(s)"
+        elif within(self.error_days, self.error_fraction):
+            level, detail = ERROR, f"expires in {days} day(s){share}"
+        elif within(self.warning_days, self.warning_fraction):
+            level, detail = WARNING, f"expires in {days} day(s){share}"
         else:
-            level, detail = OK, f"{days} day(s) left"
+            level, detail = OK, f"{days} day(s) left{share}"
         return CredentialStatus(credential, level, detail + note,
                                 facts.common_name or facts.subject, facts.thumbprint_sha1,
-                                facts.not_after, days)
+                                facts.not_after, days, kind, int(lifetime // 86400), fraction)
 
 
 def run_checks(settings: Settings, *, now: datetime | None = None) -> MonitorReport:
     """Check every known credential once (the CLI, the timer and the credentials API)."""
     now = now or datetime.now(UTC)
-    limits = Thresholds(settings.expiry_warning_days, settings.expiry_error_days, now)
+    limits = Thresholds(settings.expiry_warning_days, settings.expiry_error_days, now,
+                        settings.expiry_warning_fraction, settings.expiry_error_fraction)
     lines: list[CredentialStatus] = []
     bad = settings.issues_for(*MONITOR_SETTINGS)
     if bad:  # the monitor still runs, on the defaults
@@ -128,11 +164,13 @@ def run_checks(settings: Settings, *, now: datetime | None = None) -> MonitorRep
                                       "; ".join(str(issue) for issue in bad)))
     atlas = _stored_credentials(settings, limits, lines)
     lines.extend(_policy_certificates(settings, limits))
-    for name, label in ((settings.secret_name_signing_cert, "DIP signing certificate"),
-                        (settings.secret_name_tls_cert, "webhook TLS certificate")):
+    for name, label, kind in (
+            (settings.secret_name_signing_cert, "DIP signing certificate", "signing_cert"),
+            (settings.secret_name_tls_cert, "webhook TLS certificate", "tls_cert")):
         if name:
-            lines.extend(_secret_certificate(settings, name, label, limits))
-    return MonitorReport(now, limits.warning_days, limits.error_days, tuple(lines), atlas)
+            lines.extend(_secret_certificate(settings, name, label, kind, limits))
+    return MonitorReport(now, limits.warning_days, limits.error_days, tuple(lines), atlas,
+                         limits.warning_fraction, limits.error_fraction)
 
 
 def _store(settings: Settings):
@@ -154,20 +192,23 @@ def _stored_credentials(settings: Settings, limits: Thresholds,
         level = WARNING if err.is_(SECRET_NOT_FOUND) else ERROR
         detail = ("no GlobalSign credentials are stored" if level == WARNING
                   else f"{err.code}: {err.finding.detail}")
-        lines.append(CredentialStatus(label, level, detail))
+        lines.append(CredentialStatus(label, level, detail, kind="atlas_pfx"))
         return None
     try:
         report = check_pfx(stored.pfx, None, PfxPolicy.from_settings(settings), now=limits.now)
     except DipEdgeError as err:  # config.invalid (PFX_TRUSTED_ISSUERS)
-        lines.append(CredentialStatus(label, ERROR, f"{err.code}: {err.finding.detail}"))
+        lines.append(CredentialStatus(label, ERROR, f"{err.code}: {err.finding.detail}",
+                                      kind="atlas_pfx"))
         return None
     if report.leaf is None:
         first = report.errors[0]
-        lines.append(CredentialStatus(label, ERROR, f"unreadable: {first.code}: {first.detail}"))
+        lines.append(CredentialStatus(label, ERROR, f"unreadable: {first.code}: {first.detail}",
+                                      kind="atlas_pfx"))
         return None
-    lines.append(limits.grade(label, report.leaf))
+    lines.append(limits.grade(label, report.leaf, "atlas_pfx"))
     for cert in report.chain_certificates:
-        lines.append(limits.grade(f"issuer in {settings.secret_name_pfx}", cert))
+        lines.append(limits.grade(f"issuer in {settings.secret_name_pfx}", cert,
+                                  "atlas_pfx_issuer"))
     if not settings.monitor_reprove_atlas:
         return None
     return _reprove(settings, stored, report, lines)
@@ -183,7 +224,8 @@ def _reprove(settings: Settings, stored, report,
         proof = validate_credentials(report, stored.api_key, stored.api_secret,
                                      lambda: AtlasConnection.from_settings(settings)).proof
     except DipEdgeError as err:  # config.invalid: a bad ATLAS_* setting
-        lines.append(CredentialStatus(label, ERROR, f"{err.code}: {err.finding.detail}"))
+        lines.append(CredentialStatus(label, ERROR, f"{err.code}: {err.finding.detail}",
+                                      kind="atlas_login"))
         return None
     if proof is None:  # the stored PFX fails a check (graded above): Atlas is not asked
         lines.append(CredentialStatus(label, ERROR, "not tried: the stored PFX does not pass "
@@ -191,12 +233,13 @@ def _reprove(settings: Settings, stored, report,
                                       if report.errors else "not tried: no API key or secret"))
         return None
     if proof.proven:
-        lines.append(CredentialStatus(label, OK, "proven"))
+        lines.append(CredentialStatus(label, OK, "proven", kind="atlas_login"))
     else:
         first = proof.errors[0]
         # Atlas being busy says nothing about the credentials: warn, don't alarm.
         level = WARNING if proof.unavailable else ERROR
-        lines.append(CredentialStatus(label, level, f"{first.code}: {first.detail}"))
+        lines.append(CredentialStatus(label, level, f"{first.code}: {first.detail}",
+                                      kind="atlas_login"))
     return proof.to_dict()
 
 
@@ -227,10 +270,11 @@ def _policy_certificates(settings: Settings, limits: Thresholds) -> Iterable[Cre
             if label not in roles.setdefault(key, []):
                 roles[key].append(label)
     for key, cert in certs.items():
-        yield limits.grade(", ".join(roles[key]), cert)
+        kind = "dip_pinned" if any("pinned" in r for r in roles[key]) else "dip_anchor"
+        yield limits.grade(", ".join(roles[key]), cert, kind)
 
 
-def _secret_certificate(settings: Settings, name: str, label: str,
+def _secret_certificate(settings: Settings, name: str, label: str, kind: str,
                         limits: Thresholds) -> list[CredentialStatus]:
     """A certificate kept in the secret store: PEM, or base64 PKCS#12 (a Key Vault
     certificate read through the secrets API)."""
@@ -238,13 +282,14 @@ def _secret_certificate(settings: Settings, name: str, label: str,
     try:
         secret = _store(settings).get_secret(name)
     except DipEdgeError as err:
-        return [CredentialStatus(credential, ERROR, f"{err.code}: {err.finding.detail}")]
+        return [CredentialStatus(credential, ERROR, f"{err.code}: {err.finding.detail}",
+                                 kind=kind)]
     try:
         certs = _certificates(secret.value, secret.content_type)
     except UnreadableSecret as why:
-        return [CredentialStatus(credential, ERROR, str(why))]
-    return [limits.grade(credential, certs[0])] + [
-        limits.grade(f"issuer in {name}", cert) for cert in certs[1:]]
+        return [CredentialStatus(credential, ERROR, str(why), kind=kind)]
+    return [limits.grade(credential, certs[0], kind)] + [
+        limits.grade(f"issuer in {name}", cert, f"{kind}_issuer") for cert in certs[1:]]
 
 
 class UnreadableSecret(ValueError):
@@ -274,18 +319,9 @@ def _certificates(value: str, content_type: str | None) -> list[x509.Certificate
 
 
 def run_scheduled(settings: Settings) -> None:
-    """The timer: check, log one summary record, keep the report for the API."""
+    """The timer: check, log one ``monitor`` record, keep the report for the API."""
     report = run_checks(settings)
-    worst = min((c for c in report.credentials if c.days_left is not None),
-                key=lambda c: c.days_left, default=None)
-    nearest = (f"; nearest expiry: {worst.credential} in {worst.days_left} day(s)"
-               if worst else "")
-    problems = [c for c in report.credentials if c.level != OK]
-    listed = "; ".join(f"{c.credential}: {c.detail}" for c in problems[:5])
-    logger.log({OK: logging.INFO, WARNING: logging.WARNING, ERROR: logging.ERROR}[report.level],
-               "expiry monitor: %d credential(s) checked, %d error(s), %d warning(s)%s%s",
-               len(report.credentials), report.count(ERROR), report.count(WARNING), nearest,
-               f" — {listed}" if listed else "")
+    log_run(report)
     try:
         from shared.storage.reports import open_reports
 
@@ -293,6 +329,21 @@ def run_scheduled(settings: Settings) -> None:
     except DipEdgeError as err:
         logger.error("expiry monitor: the report could not be kept (%s: %s)", err.code,
                      err.finding.detail)
+
+
+def log_run(report: MonitorReport) -> dict[str, Any]:
+    """The ``monitor`` record: the counts, the nearest expiry and every credential line."""
+    worst = min((c for c in report.credentials if c.days_left is not None),
+                key=lambda c: c.days_left, default=None)
+    level = {OK: logging.INFO, WARNING: logging.WARNING, ERROR: logging.ERROR}[report.level]
+    return emit(logger, "monitor", {
+        "level": report.level, "checked": len(report.credentials),
+        "errors": report.count(ERROR), "warnings": report.count(WARNING),
+        "nearest": worst.credential if worst else None,
+        "nearestDaysLeft": worst.days_left if worst else None,
+        "thresholds": report.to_dict()["thresholds"],
+        "credentials": [c.to_dict() for c in report.credentials],
+    }, level=level, items=MAX_NESTED_ITEMS)
 
 
 def latest_report(settings: Settings) -> dict | None:

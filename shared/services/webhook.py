@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -31,7 +32,6 @@ from shared.certs.trust_config import identities_missing, missing_identities
 from shared.dip.envelope import MAX_ID_LENGTH, is_storable_id, parse_delivery
 from shared.dip.inbox import Inbox, Receipt, open_inbox
 from shared.dip.signature import SignatureVerifier
-from shared.logtext import shown
 from shared.problems import (
     MESSAGE_TOO_LARGE,
     MESSAGE_UNSUPPORTED_MEDIA_TYPE,
@@ -41,6 +41,7 @@ from shared.problems import (
     problem_result,
 )
 from shared.settings import Settings
+from shared.telemetry import MAX_ITEMS, emit
 from shared.web import HttpResult, Request, json_result
 
 logger = logging.getLogger("dip_edge.webhook")
@@ -107,7 +108,9 @@ def _now() -> str:
 
 def receive(request: Request, settings: Settings) -> HttpResult:
     """Handle one delivery (see the module docstring for the order of checks)."""
+    started = time.perf_counter()
     channel = request.route_params.get("channel") or None
+    seen: dict = {}
     if channel is not None and (not is_storable_id(channel) or UNDECODABLE in channel):
         # The route decodes %0D%0A and the like: such a channel would reach the inbox as
         # it is. And bytes that are not UTF-8 are decoded to U+FFFD, so %ff%fe and %fe%ff
@@ -115,42 +118,59 @@ def receive(request: Request, settings: Settings) -> HttpResult:
         finding = REQUEST_NOT_FOUND("No webhook channel has that name (at most "
                                     f"{MAX_ID_LENGTH} characters of UTF-8 text, no control "
                                     "characters).")
-        result, outcome = _rejected(problem_result(finding), finding.code)
-        logged = "(invalid)"
+        result = _rejected(problem_result(finding), finding.code, seen)
+        channel = "(invalid)"
     else:
-        result, outcome = _receive(request, settings, channel)
-        # The caller's text: escaped, so it cannot break or disguise the line.
-        logged = shown(channel) if channel is not None else "None"
-    # One line per delivery; codes and counts only, never header values or bodies.
-    logger.log(logging.INFO if result.status == 200 else logging.WARNING,
-               "dip delivery: channel=%s status=%d %s", logged, result.status, outcome)
+        result = _receive(request, settings, channel, seen)
+    # One record per delivery: codes, counts, IDs and thumbprints, never headers or bodies
+    # (JSON escapes every control, separator and non-ASCII character of the caller's text).
+    emit(logger, "delivery", {
+        "status": result.status, "code": seen.get("code"), "channel": channel,
+        "accepted": seen.get("accepted"), "duplicates": seen.get("duplicates"),
+        "conflicts": seen.get("conflicts"), "messages": seen.get("messages"),
+        "transactionIds": seen.get("transactionIds", []),
+        "interfaceIds": seen.get("interfaceIds", []),
+        "clientThumbprint": seen.get("clientThumbprint"),
+        "signerThumbprint": seen.get("signerThumbprint"),
+        "retryAfter": result.headers.get("Retry-After"),
+        "bytes": len(request.body),
+        "durationMs": (time.perf_counter() - started) * 1000,
+    }, level=logging.INFO if result.status == 200 else logging.WARNING)
     return result
 
 
-def _rejected(result: HttpResult, code: str) -> tuple[HttpResult, str]:
-    return result, f"code={code}"
+def _rejected(result: HttpResult, code: str, seen: dict) -> HttpResult:
+    seen["code"] = code
+    return result
 
 
-def _receive(request: Request, settings: Settings,
-             channel: str | None) -> tuple[HttpResult, str]:
+def _receive(request: Request, settings: Settings, channel: str | None,
+             seen: dict) -> HttpResult:
     limit = settings.webhook_max_body_bytes
     if len(request.body) > limit:
         finding = MESSAGE_TOO_LARGE(
             f"The delivery is {len(request.body)} bytes; the limit is {limit}.")
-        return _rejected(problem_result(finding), finding.code)
+        return _rejected(problem_result(finding), finding.code, seen)
     problem = _media_type_problem(request)
     if problem is not None:
-        return _rejected(problem, MESSAGE_UNSUPPORTED_MEDIA_TYPE.code)
+        return _rejected(problem, MESSAGE_UNSUPPORTED_MEDIA_TYPE.code, seen)
     try:
         parts = components(settings)
         verdict = parts.client_policy.check_header(request.header("x-arr-clientcert"))
+        if verdict.certificate is not None:
+            seen["clientThumbprint"] = verdict.certificate.thumbprint_sha256
         if not verdict.accepted:
             result = problem_result(verdict.errors[0], errors=verdict.errors,
                                     warnings=verdict.warnings)
-            return _rejected(result, verdict.errors[0].code)
+            return _rejected(result, verdict.errors[0].code, seen)
         signature = parts.verifier.verify(request.method, request.url, request.headers,
                                           request.body)
+        if signature.signer is not None:
+            seen["signerThumbprint"] = signature.signer.thumbprint_sha256
         messages = parse_delivery(request.body)
+        seen["messages"] = len(messages)
+        seen["transactionIds"] = [m.transaction_id for m in messages[:MAX_ITEMS]]
+        seen["interfaceIds"] = sorted({m.interface_id for m in messages})
         receipt = Receipt(
             received_at=_now(),
             channel=channel,
@@ -160,8 +180,9 @@ def _receive(request: Request, settings: Settings,
         )
         stored = parts.inbox.store(messages, receipt)
     except DipEdgeError as err:
-        return _rejected(error_result(err), err.code)
+        return _rejected(error_result(err), err.code, seen)
     document = {"accepted": stored.accepted, "duplicates": stored.duplicates,
                 "conflicts": stored.conflicts, "transactionIds": list(stored.transaction_ids)}
-    return json_result(200, document), (f"accepted={stored.accepted} duplicates="
-                                        f"{stored.duplicates} conflicts={stored.conflicts}")
+    seen.update(accepted=stored.accepted, duplicates=stored.duplicates,
+                conflicts=stored.conflicts)
+    return json_result(200, document)

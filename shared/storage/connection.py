@@ -26,6 +26,7 @@ from functools import lru_cache
 
 from shared.problems import CONFIG_INVALID, EVENTS_STORAGE_UNAVAILABLE, DipEdgeError
 from shared.settings import Settings
+from shared.telemetry import dependency_failure
 
 # Fail within seconds rather than hang a function invocation: the queue retries anyway.
 # (The storage SDKs' own default waits 15 s, then 18 s, between tries.)
@@ -148,14 +149,20 @@ def storage_errors(what: str) -> Iterator[None]:
     try:
         yield
     except (ServiceRequestError, ServiceResponseError) as exc:
+        dependency_failure("storage", what, EVENTS_STORAGE_UNAVAILABLE.code,
+                           error=type(exc).__name__)
         raise DipEdgeError(EVENTS_STORAGE_UNAVAILABLE(
             f"{what}: storage did not answer ({type(exc).__name__})")) from None
-    except ClientAuthenticationError:
+    except ClientAuthenticationError as exc:
+        dependency_failure("storage", what, EVENTS_STORAGE_UNAVAILABLE.code,
+                           status=exc.status_code, error=type(exc).__name__)
         raise DipEdgeError(EVENTS_STORAGE_UNAVAILABLE(
             f"{what}: storage refused the app's identity")) from None
     except HttpResponseError as exc:
         if exc.status_code in (404, 409, 412):
             raise  # the caller decides what a missing or changed resource means
+        dependency_failure("storage", what, EVENTS_STORAGE_UNAVAILABLE.code,
+                           status=exc.status_code, error=type(exc).__name__)
         raise DipEdgeError(EVENTS_STORAGE_UNAVAILABLE(
             f"{what}: storage answered HTTP {exc.status_code}")) from None
 

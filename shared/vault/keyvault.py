@@ -39,6 +39,7 @@ from shared.problems import (
     SECRET_TOO_LARGE,
     DipEdgeError,
 )
+from shared.telemetry import dependency_failure
 from shared.vault.base import StoredSecret, check_value_size
 
 # A throttled request is retried after the server's Retry-After only if it is this short;
@@ -123,17 +124,22 @@ class KeyVaultSecretStore:
         except ResourceNotFoundError:
             raise DipEdgeError(SECRET_NOT_FOUND(
                 f"Key Vault holds no secret {name!r} (or not that version).")) from None
-        except ClientAuthenticationError as exc:
-            status = f" ({exc.status_code})" if exc.status_code else ""
-            raise DipEdgeError(SECRET_STORE_UNAVAILABLE(
-                f"Key Vault refused to {action} {name!r}{status}: no identity or no access "
-                "(check the managed identity and its role on the vault).")) from None
-        except HttpResponseError as exc:
-            raise self._answer(exc, action, name, version) from None
         except AzureError as exc:
-            raise DipEdgeError(SECRET_STORE_UNAVAILABLE(
-                f"Key Vault could not be reached to {action} {name!r} "
-                f"({type(exc).__name__}).")) from None
+            if isinstance(exc, ClientAuthenticationError):
+                status = f" ({exc.status_code})" if exc.status_code else ""
+                failure = DipEdgeError(SECRET_STORE_UNAVAILABLE(
+                    f"Key Vault refused to {action} {name!r}{status}: no identity or no "
+                    "access (check the managed identity and its role on the vault)."))
+            elif isinstance(exc, HttpResponseError):
+                failure = self._answer(exc, action, name, version)
+            else:
+                failure = DipEdgeError(SECRET_STORE_UNAVAILABLE(
+                    f"Key Vault could not be reached to {action} {name!r} "
+                    f"({type(exc).__name__})."))
+            dependency_failure("keyvault", action, failure.code,
+                               status=getattr(exc, "status_code", None),
+                               error=type(exc).__name__)
+            raise failure from None
         except ValueError as exc:  # the SDK's challenge-resource check
             raise DipEdgeError(CONFIG_INVALID(
                 "KEY_VAULT_URL: the vault's authentication challenge was refused: "

@@ -60,6 +60,7 @@ from shared.dip.inbox import (
 )
 from shared.problems import CONFIG_INVALID, INBOX_UNAVAILABLE, DipEdgeError
 from shared.settings import Settings
+from shared.telemetry import dependency_failure
 
 logger = logging.getLogger("dip_edge.inbox")
 
@@ -636,6 +637,8 @@ def _unavailable(exc: Exception) -> DipEdgeError:
     status = getattr(exc, "status_code", None)
     code = getattr(exc, "error_code", None)
     code = getattr(code, "value", code)  # the SDKs' enums
+    dependency_failure("inbox", "store", INBOX_UNAVAILABLE.code, status=status,
+                       error=type(exc).__name__)
     detail = (f"Storage failed ({type(exc).__name__}{f', HTTP {status}' if status else ''}"
               f"{f', {quote(str(code), safe="")}' if code else ''}).")
     return DipEdgeError(INBOX_UNAVAILABLE(detail), retry_after=30)

@@ -32,6 +32,7 @@ from shared.dip.inbox import (
 )
 from shared.private import private_dir, private_file
 from shared.problems import INBOX_UNAVAILABLE, DipEdgeError
+from shared.telemetry import dependency_failure
 
 _COLUMNS = """
     transaction_id TEXT NOT NULL {unique},
@@ -193,4 +194,5 @@ def _stored(row: tuple, where: str = "sqlite:") -> StoredMessage:
 
 def _unavailable(exc: Exception) -> DipEdgeError:
     # The SQLite message names the failure ("database is locked", "disk I/O error"), no data.
+    dependency_failure("inbox", "store", INBOX_UNAVAILABLE.code, error=type(exc).__name__)
     return DipEdgeError(INBOX_UNAVAILABLE(f"The SQLite inbox failed: {exc}"), retry_after=5)
