@@ -72,7 +72,8 @@ def test_no_identity_rules_refuse_the_dip_itself_with_503_and_store_nothing(
     assert named in doc["detail"] and "identity-rule" in doc["detail"]
     assert set(doc) == {"type", "title", "status", "detail", "code"}
     assert not (tmp_path / "state" / "inbox.sqlite3").exists()  # not even opened
-    assert "status=503 code=config.invalid" in caplog.text
+    (record,) = [r.custom_dimensions for r in caplog.records if r.name == "dip_edge.webhook"]
+    assert (record["status"], record["code"]) == (503, "config.invalid")
     code, report = health()
     assert code == 503 and report["status"] == "misconfigured"
     assert any(named in e for e in report["errors"])

@@ -10,7 +10,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # Lowest first. A module may import its own layer and the ones below it.
 LAYERS = (
     ("shared.problems", "shared.web", "shared.ncrontab", "shared.settings", "shared.private",
-     "shared.same_origin", "shared.logtext"),
+     "shared.same_origin", "shared.logtext", "shared.telemetry", "shared.logconfig"),
     ("shared.certs",),
     ("shared.atlas", "shared.vault", "shared.dip", "shared.storage"),
     ("shared.validation",),

@@ -215,7 +215,8 @@ def test_monitor_through_a_timer_invocation_keeps_its_report(app_env, caplog):
     worker().invoke_timer("monitor", past_due=True)
     report = latest_report(get_settings())
     assert report is not None and report["level"] in {"ok", "warning", "error"}
-    assert "expiry monitor:" in caplog.text
+    (run,) = [r.custom_dimensions for r in caplog.records if r.name == "dip_edge.monitor"]
+    assert (run["record"], run["level"]) == ("monitor", report["level"])
     # and the credentials API shows it, through the worker too
     shown = json.loads(call_http("credentials", "GET", CREDENTIALS).body)
     assert shown["monitor"] == report

@@ -132,7 +132,8 @@ def receive(request: Request, settings: Settings) -> HttpResult:
         "interfaceIds": seen.get("interfaceIds", []),
         "clientThumbprint": seen.get("clientThumbprint"),
         "signerThumbprint": seen.get("signerThumbprint"),
-        "retryAfter": result.headers.get("Retry-After"),
+        "retryAfter": int(retry) if (retry := result.headers.get("Retry-After", "")).isdigit()
+        else None,
         "bytes": len(request.body),
         "durationMs": (time.perf_counter() - started) * 1000,
     }, level=logging.INFO if result.status == 200 else logging.WARNING)
