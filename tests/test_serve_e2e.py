@@ -171,10 +171,10 @@ def test_channels_through_serve_are_distinct_and_logged_escaped(served, pki_file
     assert accepted.returncode == 0, accepted.stdout + accepted.stderr
     assert "line\u2028rlo\u202ex" in {m["channel"] for m in inbox_json(served)}
     deadline = time.monotonic() + 10
-    while "channel=line" not in served.stderr() and time.monotonic() < deadline:
+    while "channel=\"line" not in served.stderr() and time.monotonic() < deadline:
         time.sleep(0.05)
     log = served.stderr()
-    assert "channel=line\\u2028rlo\\u202ex status=200" in log
+    assert 'delivery status=200 channel="line\\u2028rlo\\u202ex"' in log
     assert "\u2028" not in log and "\u202e" not in log
 
 
