@@ -3,7 +3,8 @@
 Each subcommand is a module of this package that defines ``NAME``, ``HELP``,
 ``add_arguments(parser)`` and ``run(args) -> int``; the modules are found at start, so
 adding a command means adding a module. Modules import heavy libraries inside ``run``.
-Exit codes: 0 success, 1 a negative verdict, 2 usage error, 3 a dependency unreachable.
+Exit codes: 0 success, 1 a negative verdict, 2 usage error, 3 a dependency unreachable,
+141 the output's reader went away (a closed pipe).
 """
 
 from __future__ import annotations
@@ -11,11 +12,13 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import pkgutil
 import sys
 from collections.abc import Sequence
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_UNAVAILABLE = 0, 1, 2, 3
+EXIT_BROKEN_PIPE = 128 + 13  # what a shell reports for a command killed by SIGPIPE
 
 
 class UsageError(Exception):
@@ -53,6 +56,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command. Output to a pipe its reader closed (``dip-edge ... | head``) ends
+    quietly with 141, as a command killed by SIGPIPE does, instead of a traceback."""
+    try:
+        try:
+            code = _run(argv)
+        finally:
+            sys.stdout.flush()  # inside: buffered output meets a closed pipe here, not at exit
+    except BrokenPipeError:
+        _discard_output()
+        return EXIT_BROKEN_PIPE
+    return code
+
+
+def _run(argv: Sequence[str] | None) -> int:
     # Commands report in their own output; the service's log records (such as "no identity
     # rules are configured") reach stderr only where a command sets up logging (serve).
     logging.getLogger("dip_edge").addHandler(logging.NullHandler())
@@ -65,6 +82,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
+
+
+def _discard_output() -> None:
+    """Point stdout and stderr at /dev/null, so the interpreter's final flush of what is
+    still buffered cannot fail again ("Exception ignored ... BrokenPipeError")."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            os.dup2(devnull, stream.fileno())
+        except (OSError, ValueError):  # not a real file (captured in tests)
+            pass
+    os.close(devnull)
 
 
 if __name__ == "__main__":
