@@ -27,10 +27,10 @@ from shared.certs.devpki import Issued
 from shared.certs.pfx_check import UNANALYSABLE, PfxPolicy, check_pfx
 from tests.support.leaks import assert_no_secrets
 from tests.support.pfx_factory import PASSWORD, PfxFactory, to_pfx
-from tests.support.testdata import testdata
+from tests.support.testdata import shared_testdata
 
 POLICY = PfxPolicy()
-OPENSSL_DIR = testdata("openssl-pkcs12")
+OPENSSL_DIR = shared_testdata("openssl-pkcs12")
 PYCA_DIR = Path(cryptography_vectors.__file__).parent / "pkcs12"
 CODES = {"pfx.missing", "pfx.too_large", "pfx.not_pkcs12", "pfx.wrong_password",
          "pfx.no_certificate", "pfx.no_private_key", "pfx.key_mismatch", "cert.expired",

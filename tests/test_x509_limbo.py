@@ -27,11 +27,11 @@ from cryptography import x509
 
 from shared.certs.roots import globalsign_roots
 from shared.certs.trust import TrustPolicy
-from tests.support.testdata import testdata
+from tests.support.testdata import shared_testdata
 from tests.support.words import assert_our_words
 
 REPO = Path(__file__).resolve().parents[1]
-LIMBO = testdata("x509-limbo", "limbo.json")
+LIMBO = shared_testdata("x509-limbo", "limbo.json")
 OUT_OF_SCOPE = re.compile(r"^(webpki::(san|cn|nc)|rfc5280::(san|nc)|cve::)")
 DOS_TIMEOUT_SECONDS = 60
 

@@ -9,7 +9,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 
 
-def testdata(*parts: str) -> Path:
+def shared_testdata(*parts: str) -> Path:
     for ancestor in REPO.parents:
         root = ancestor / "shared" / "testdata"
         if root.is_dir():
