@@ -307,6 +307,7 @@ def test_expiry_alerts_follow_the_latest_monitor_run(app_env, atlas, dip_pki, ca
     # "Not run": the query's record filter sees each run (the 26 h test is Azure's clock).
     assert len(kql.run(rules["monitor-not-run"]["query"], [message(latest)])) == 1
     assert "ago(26h)" in rules["monitor-not-run"]["query"]
+    assert_no_secrets(caplog.text, API_SECRET, atlas.leaf.key_pem().decode().splitlines()[1])
 
 
 @pytest.fixture
@@ -426,6 +427,7 @@ def test_poisoned_events_alert(app_env, azurite, atlas, caplog):
     assert row.d["outcome"] == "poisoned"
     outages = captured(caplog, "dependency")
     assert {d["dependency"] for d in outages} == {"atlas"}
+    assert_no_secrets(caplog.text, API_SECRET, atlas.leaf.key_pem().decode().splitlines()[1])
 
 
 def test_dependency_outage_alert(app_env, atlas, fake_keyvault, caplog):
@@ -479,3 +481,24 @@ def test_the_host_never_samples_the_records_away():
     host = json.loads((kql.ROOT / "host.json").read_text())
     sampling = host["logging"]["applicationInsights"]["samplingSettings"]
     assert "Trace" in sampling["excludedTypes"].split(";")
+
+
+def test_azure_sdk_http_logging_stays_at_warning_unless_asked(app_env, fake_keyvault, caplog):
+    from shared.telemetry import AZURE_SDK_LOGGERS, configure_sdk_logging
+
+    def sdk_records(level: str) -> list[logging.LogRecord]:
+        app_env(**fake_keyvault.env(), AZURE_SDK_LOG_LEVEL=level)
+        configure_sdk_logging(get_settings().azure_sdk_log_level)  # as function_app does
+        caplog.clear()
+        answer = call_http("credentials", "GET", "https://ops.example/api/credentials")
+        assert answer.status_code == 200
+        return [r for r in caplog.records if r.name.startswith("azure")]
+
+    caplog.set_level(logging.DEBUG)
+    try:
+        assert sdk_records("warning") == []
+        chatty = sdk_records("info")  # asked for: the SDK's request/response lines
+        assert any(r.name == AZURE_SDK_LOGGERS[1] for r in chatty)
+    finally:
+        configure_sdk_logging("warning")
+    assert all(logging.getLogger(n).level == logging.WARNING for n in AZURE_SDK_LOGGERS)
