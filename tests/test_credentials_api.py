@@ -12,7 +12,11 @@ import threading
 import uuid
 
 import pytest
-from cryptography.hazmat.primitives.serialization import BestAvailableEncryption, pkcs12
+from cryptography.hazmat.primitives.serialization import (
+    BestAvailableEncryption,
+    NoEncryption,
+    pkcs12,
+)
 
 from shared.atlas import account as atlas_account
 from shared.atlas.proof import AtlasConnection, prove_credentials
@@ -152,6 +156,24 @@ def test_validate_checks_everything_and_stores_nothing(env, fake_atlas, fake_key
     assert body["valid"] is True and body["errors"] == []
     assert body["globalsign"]["account"]["issuanceQuota"] == 999881
     assert fake_atlas.logins() == 1 and nothing_stored(fake_keyvault)
+
+
+def test_validate_names_the_pkcs12_protection_and_warns_of_an_unused_password(
+        env, fake_atlas, fake_keyvault, accounts):
+    body = json.loads(post(accounts[0].json(), path="/validate").get_body())
+    assert body["pkcs12"]["mac"]["algorithm"] == "HMAC-SHA-256"
+    assert body["pkcs12"]["keyEncryption"][0]["algorithm"].startswith("PBES2 AES-256-CBC")
+    # The same key and certificate in a password-less PFX, submitted with a password.
+    account = accounts[0]
+    passwordless = pkcs12.serialize_key_and_certificates(
+        b"x", account.issued.private_key, account.issued.certificate,
+        account.issued.chain()[:1], NoEncryption())
+    response = post(account.json(pfx=base64.b64encode(passwordless).decode()),
+                    path="/validate")
+    body = json.loads(response.get_body())
+    assert response.status_code == 200 and body["valid"] is True
+    assert [w["code"] for w in body["warnings"]] == ["pfx.password_unused"]
+    assert_no_secrets(response.get_body().decode(), PASSWORD, account.api_secret)
 
 
 def test_get_with_nothing_stored(env):

@@ -240,10 +240,13 @@ def _human(file: str, report, errors, warnings, proof, skipped: str | None) -> s
     protection = report.protection
     if protection is not None:
         lines.append(f"  integrity    {protection.mac or 'none (no MAC)'}")
+        parts = []
         for label, schemes in (("certificates", protection.certificates),
-                               ("key", protection.keys)):
+                               ("private key", protection.keys)):
             shown = "; ".join(str(s) for s in dict.fromkeys(schemes)) or "not encrypted"
-            lines.append(f"  {label:<12} {shown}")
+            parts.append(f"{label} {shown}")
+        lines.append(f"  encryption   {parts[0]}")
+        lines.append(f"               {parts[1]}")
     lines.append("")
     if errors:
         lines.append(f"INVALID: {len(errors)} problem(s) to fix before uploading to the DIP")
