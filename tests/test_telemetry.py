@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import re
 import signal
 import sqlite3
 import uuid
@@ -22,6 +23,7 @@ from pathlib import Path
 import pytest
 from azure.functions.timer import TimerRequest
 
+from shared.certs.facts import describe
 from shared.settings import get_settings
 from shared.telemetry import MAX_ITEMS, clean
 from tests.support import kql
@@ -74,6 +76,26 @@ def assert_reads_only_emitted_fields(query: str, records: list[dict]) -> None:
     if read["c"]:
         lines = set().union(*(c.keys() for r in mine for c in r["credentials"]))
         assert read["c"] <= lines, f"credential lines lack {read['c'] - lines}"
+
+
+def documented() -> dict[str, set[str]]:
+    """Per record, the field names README's "Structured records" table lists."""
+    text = (kql.ROOT / "README.md").read_text()
+    section = text.split("### Structured records", 1)[1].split("###", 1)[0]
+    fields = {}
+    for row in re.finditer(r"^\| `(\w+)` \(.*$", section, re.M):
+        cells = [c.strip() for c in row.group(0).split(" | ")]
+        fields[row.group(1)] = set(re.findall(r"`(\w+)`", cells[-1]))
+    return fields
+
+
+def assert_documented(records: list[dict]) -> None:
+    table = documented()
+    for record in records:
+        names = table[record["record"]]
+        assert set(record) - {"record"} <= names, (record["record"], set(record) - names)
+        for line in record.get("credentials", []):
+            assert set(line) <= names, set(line) - names
 
 
 def captured(caplog, kind: str | None = None) -> list[dict]:
@@ -165,8 +187,6 @@ def test_serve_prints_every_log_record_as_one_json_line(serve_log):
 
 
 def test_deliveries_through_serve(serve_log, dip_pki):
-    from shared.certs.facts import describe
-
     lines, _, _ = serve_log
     first, again, refused = records_of(lines, "delivery")
     client = describe(dip_pki.client.certificate).thumbprint_sha256
@@ -187,8 +207,6 @@ def test_deliveries_through_serve(serve_log, dip_pki):
 
 
 def test_credential_records_and_the_audit_trail_through_serve(serve_log, atlas):
-    from shared.certs.facts import describe
-
     lines, _, _ = serve_log
     stored, refused = records_of(lines, "credentials")
     facts = describe(atlas.leaf.certificate)
@@ -228,6 +246,7 @@ def test_serve_json_records_feed_the_workbook(serve_log):
         assert_reads_only_emitted_fields(queries[title], records)
         rows = kql.run(queries[title], [message(r) for r in records])
         assert rows, title
+    assert_documented(records)  # every field of every record is in README's table
     changes = kql.run(queries["Credential changes (audit trail)"],
                       [message(r) for r in records])
     assert [r.d["action"] for r in changes] == ["credentials.submit", "credentials.validate"]
@@ -289,6 +308,7 @@ def test_expiry_alerts_follow_the_latest_monitor_run(app_env, atlas, dip_pki, ca
     save_atlas_pfx(atlas.leaf)  # renewed: the next run has no error
     user_function("monitor")(TimerRequest(past_due=False))
     first, latest = captured(caplog, "monitor")
+    assert_documented([first, latest])
     kinds = {c["kind"] for c in first["credentials"]}
     assert {"atlas_pfx", "tls_cert", "signing_cert", "dip_pinned"} <= kinds
     for name in ("credential-expiry-error", "credential-expiry-warning", "monitor-not-run"):
@@ -339,6 +359,7 @@ def test_inbox_failures_drive_the_5xx_rate_alert(webhook_env, dip_pki, caplog):
     assert [post(dip_pki, f"tx-bad-{i}").status_code for i in range(2)] == [503, 503]
     db.close()
     deliveries = captured(caplog, "delivery")
+    assert_documented(captured(caplog))
     rule = kql.alert_rules()["webhook-5xx-rate"]["query"]
     assert_reads_only_emitted_fields(rule, deliveries)
     failing = kql.countif(rule)
@@ -427,6 +448,17 @@ def test_poisoned_events_alert(app_env, azurite, atlas, caplog):
     assert row.d["outcome"] == "poisoned"
     outages = captured(caplog, "dependency")
     assert {d["dependency"] for d in outages} == {"atlas"}
+    # Atlas back: the same event again validates the version, an audited credential change.
+    enqueue(azurite.connection_string, queue, key_vault_event(
+        "SecretNewVersionCreated", get_settings().secret_name_pfx, version,
+        vault_url="https://dip-edge-kv.vault.azure.net"))
+    deliver(azurite.connection_string, queue)
+    (change,) = captured(caplog, "audit")
+    assert {k: change[k] for k in ("action", "source", "outcome", "version", "thumbprint")} == {
+        "action": "credentials.new_version", "source": "keyvault", "outcome": "passed",
+        "version": version, "thumbprint": describe(atlas.leaf.certificate).thumbprint_sha1}
+    assert captured(caplog, "event")[-1]["outcome"] == "passed"
+    assert_documented(captured(caplog))
     assert_no_secrets(caplog.text, API_SECRET, atlas.leaf.key_pem().decode().splitlines()[1])
 
 
@@ -450,6 +482,7 @@ def test_dependency_outage_alert(app_env, atlas, fake_keyvault, caplog):
         answer = call_http("credentials", "GET", "https://ops.example/api/credentials")
         assert answer.status_code == 503
     records = captured(caplog)
+    assert_documented(records)
     outages = [r for r in records if r["record"] == "dependency"]
     assert [(o["dependency"], o["code"]) for o in outages[:2]] == [
         ("atlas", "globalsign.unavailable")] * 2
