@@ -10,6 +10,7 @@ import logging
 
 import azure.functions as func
 
+from shared.faults import raised_at
 from shared.problems import INTERNAL_ERROR, problem_result
 from shared.settings import get_settings
 from shared.telemetry import configure_sdk_logging
@@ -38,11 +39,12 @@ def to_response(result: HttpResult) -> func.HttpResponse:
 
 
 def handle(name: str, service, req: func.HttpRequest) -> func.HttpResponse:
-    """Run a service; an unexpected exception becomes a 500 problem naming only its type."""
+    """Run a service; an unexpected exception becomes a 500 problem, logged with its type
+    and where it was raised (never its message)."""
     try:
         return to_response(service(to_request(req), get_settings()))
     except Exception as exc:  # noqa: BLE001 - the last line of defence; never leak a message
-        logger.error("unhandled %s in %s", type(exc).__name__, name)
+        logger.error("unhandled %s in %s at %s", type(exc).__name__, name, raised_at(exc))
         return to_response(problem_result(INTERNAL_ERROR("The request could not be handled.")))
 
 

@@ -37,10 +37,6 @@ class HttpResult:
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
 
-    @property
-    def json(self) -> Any:
-        return json.loads(self.body)
-
 
 def json_result(status: int, document: Any, headers: dict[str, str] | None = None) -> HttpResult:
     body = json.dumps(document, separators=(",", ":"), default=str).encode()

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from shared.dip.envelope import canonical_json, parse_delivery
+from shared.dip.envelope import HASH_KEY_PREFIX, canonical_json, parse_delivery
 from shared.problems import DipEdgeError
 
 
@@ -59,7 +59,8 @@ def test_message_without_transaction_id_is_keyed_by_payload_hash():
     element = payload(None)
     message = parse_delivery(body(element))[0]
     expected = hashlib.sha256(canonical_json(element["payload"])).hexdigest()
-    assert message.transaction_id == f"sha256-{expected}" and message.keyed_by_hash
+    assert message.transaction_id == f"sha256-{expected}"
+    assert message.transaction_id.startswith(HASH_KEY_PREFIX)
     # Same content, different key order and spacing: same key.
     reordered = json.dumps([{"payload": dict(reversed(list(element["payload"].items())))}],
                            indent=2).encode()

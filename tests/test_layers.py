@@ -10,7 +10,8 @@ ROOT = Path(__file__).resolve().parents[1]
 # Lowest first. A module may import its own layer and the ones below it.
 LAYERS = (
     ("shared.problems", "shared.web", "shared.ncrontab", "shared.settings", "shared.private",
-     "shared.same_origin", "shared.logtext", "shared.telemetry", "shared.logconfig"),
+     "shared.same_origin", "shared.logtext", "shared.telemetry", "shared.logconfig",
+     "shared.faults"),
     ("shared.certs",),
     ("shared.atlas", "shared.vault", "shared.dip", "shared.storage"),
     ("shared.validation",),
@@ -61,3 +62,17 @@ def test_no_module_imports_another_modules_private_names():
                 private += [f"{name} -> {target}.{n}" for n in names
                             if n.startswith("_") and not n.startswith("__")]
     assert private == []
+
+
+def test_an_unexpected_exception_is_placed_by_file_line_and_function():
+    from shared.faults import raised_at
+
+    def fails():
+        raise KeyError("a-secret-value")
+
+    try:
+        fails()
+    except KeyError as exc:
+        place = raised_at(exc)
+    assert place.startswith("tests/test_layers.py:") and place.endswith(" in fails")
+    assert "a-secret-value" not in place

@@ -280,3 +280,17 @@ def test_public_base_url_defaults_to_the_apps_own_hostname_in_azure(env, expecte
     settings = load_settings(env)
     assert settings.dip_public_base_url == expected
     assert settings.issues == ()
+
+
+def test_an_unexpected_error_is_logged_with_its_place_never_its_message(app_env, monkeypatch,
+                                                                         caplog):
+    from shared.services import health
+
+    def broken(request, settings):
+        raise RuntimeError("token=s3cr3t")
+
+    monkeypatch.setattr(health, "check", broken)
+    resp = call_http("health", "GET", "http://localhost/api/health")
+    assert (resp.status_code, json.loads(resp.get_body())["code"]) == (500, "internal.error")
+    assert "unhandled RuntimeError in health at tests/test_settings.py:" in caplog.text
+    assert "in broken" in caplog.text and "s3cr3t" not in caplog.text + resp.get_body().decode()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-SEQUENCE, INTEGER, OCTET_STRING, OID, NULL = 0x30, 0x02, 0x04, 0x06, 0x05
+SEQUENCE, INTEGER, OCTET_STRING, OID = 0x30, 0x02, 0x04, 0x06
 CONTEXT_0 = 0xA0
 _MAX_DEPTH = 32
 

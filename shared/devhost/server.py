@@ -50,6 +50,7 @@ from OpenSSL import SSL, crypto
 
 from shared.devhost.functions import FunctionTable
 from shared.devhost.invoke import HostRequest, invoke_http
+from shared.faults import raised_at
 from shared.problems import (
     INTERNAL_ERROR,
     REQUEST_FUNCTION_KEY_REQUIRED,
@@ -549,7 +550,8 @@ class _Server:
             status, out_headers, out_body = response.status, dict(response.headers), \
                 response.body
         except Exception as exc:  # noqa: BLE001 - the host must answer whatever happens
-            logger.error("function %s raised %s", route.name, type(exc).__name__)
+            logger.error("function %s raised %s at %s", route.name, type(exc).__name__,
+                         raised_at(exc))
             result = problem_result(INTERNAL_ERROR("The function failed; see the host's log."))
             status, out_headers, out_body = result.status, dict(result.headers), result.body
         logger.info("%s %s -> %d", method, parts.path, status)
@@ -710,7 +712,8 @@ class DevHost:
         try:
             worker.run(self._stop)
         except Exception as exc:  # noqa: BLE001 - one worker's failure must not stop the host
-            logger.error("background worker %s stopped: %s", worker.name, type(exc).__name__)
+            logger.error("background worker %s stopped: %s at %s", worker.name,
+                         type(exc).__name__, raised_at(exc))
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()

@@ -7,6 +7,7 @@ import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+from shared.faults import raised_at
 from shared.ncrontab import Schedule
 
 logger = logging.getLogger("dip_edge.devhost")
@@ -33,6 +34,7 @@ class TimerWorker:
             try:
                 self.function(TimerRequest(past_due=late))
             except Exception as exc:  # noqa: BLE001 - the host logs a failed run and goes on
-                logger.error("timer function %s failed: %s", self.name, type(exc).__name__)
+                logger.error("timer function %s failed: %s at %s", self.name,
+                             type(exc).__name__, raised_at(exc))
             self.runs += 1
             due = self.schedule.next_after(max(due, self.clock()))

@@ -38,10 +38,6 @@ class Message:
     message_date: str | None  # YYYY-MM-DD of D0.transactionTimestamp (or S1.senderTimestamp)
     raw: bytes  # the element exactly as delivered (its UTF-8 bytes within the body)
 
-    @property
-    def keyed_by_hash(self) -> bool:
-        return self.transaction_id.startswith(HASH_KEY_PREFIX)
-
 
 def canonical_json(value: Any) -> bytes:
     """Sorted keys, no whitespace, UTF-8: the same value always gives the same bytes."""
@@ -54,7 +50,7 @@ def _reject_constant(name: str) -> Any:
 
 
 _DECODER = json.JSONDecoder(parse_constant=_reject_constant)
-_SCAN = _DECODER.scan_once  # raw_decode without its Python wrapper: one call per element
+_DECODE_AT = _DECODER.raw_decode  # one element at an offset: (value, end)
 _SPACE = re.compile(r"[ \t\n\r]*")
 _WHITESPACE = frozenset(" \t\n\r")
 _SEPARATOR = re.compile(r"[ \t\n\r]*([,\]])[ \t\n\r]*")  # between two elements, or the end
@@ -93,10 +89,7 @@ def _elements(text: str) -> list[tuple[Any, int, int]]:
         at += 1
     else:
         while True:
-            try:
-                value, end = _SCAN(text, at)
-            except StopIteration as exc:  # what raw_decode raises, with the same message
-                raise json.JSONDecodeError("Expecting value", text, exc.value) from None
+            value, end = _DECODE_AT(text, at)
             out.append((value, at, end))
             separator = _SEPARATOR.match(text, end)
             if separator is None:
