@@ -72,6 +72,7 @@ bench: $(STAMP) $(AZURITE) $(OTEL_STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 clean:
 	rm -rf $(VENV) $(INFRA_VENV) $(OTEL_VENV) node_modules .pytest_cache .ruff_cache

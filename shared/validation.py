@@ -10,7 +10,7 @@ Account` is made only from a PFX that passed (:func:`passed_account`).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from shared.atlas.account import Account
@@ -19,7 +19,7 @@ from shared.problems import Finding
 if TYPE_CHECKING:
     from shared.atlas.client import AtlasConnection
     from shared.atlas.proof import AtlasProof
-    from shared.certs.report import PfxReport
+    from shared.certs.report import CertificateFacts, PfxReport
 
 
 class NotPassed(ValueError):
@@ -35,6 +35,15 @@ def passed_account(report: PfxReport, api_key: str, api_secret: str) -> Account:
 
 
 @dataclass(frozen=True)
+class Passed:
+    """A credential set that passed every check and was proven: what may be stored."""
+
+    account: Account = field(repr=False)
+    report: PfxReport
+    certificate: CertificateFacts
+
+
+@dataclass(frozen=True)
 class CredentialVerdict:
     """What the checks and (when they passed) GlobalSign said about one credential set."""
 
@@ -42,6 +51,7 @@ class CredentialVerdict:
     errors: tuple[Finding, ...]
     warnings: tuple[Finding, ...]
     proof: AtlasProof | None  # None: Atlas was not asked (a check failed, or no API key)
+    passed: Passed | None = None  # set when proven
 
     @property
     def valid(self) -> bool:
@@ -77,4 +87,6 @@ def validate_credentials(report: PfxReport | None, api_key: str | None, api_secr
 
     account = passed_account(report, api_key, api_secret)
     proof = prove_credentials(account, connection() if callable(connection) else connection)
-    return CredentialVerdict(report, proof.errors, (*warnings, *proof.warnings), proof)
+    passed = (Passed(account, report, report.certificate)
+              if proof.proven and report.certificate is not None else None)
+    return CredentialVerdict(report, proof.errors, (*warnings, *proof.warnings), proof, passed)

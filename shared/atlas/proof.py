@@ -68,15 +68,15 @@ def prove_credentials(account: Account, connection: AtlasConnection) -> AtlasPro
         except AtlasError as err:
             return AtlasProof((err.finding,), (), None, err.retry_after)
         warnings: list[Finding] = []
-        account: dict[str, Any] = {"validationPolicy": policy.to_dict(),
+        summary: dict[str, Any] = {"validationPolicy": policy.to_dict(),
                                    "issuanceQuota": None, "trustChain": []}
         try:
-            account["issuanceQuota"] = fetch_issuance_quota(client)
+            summary["issuanceQuota"] = fetch_issuance_quota(client)
         except AtlasError as err:
             warnings.append(err.finding)
         try:
-            account["trustChain"] = [c.subject.rfc4514_string()
+            summary["trustChain"] = [c.subject.rfc4514_string()
                                      for c in fetch_trust_chain(client)]
         except AtlasError as err:
             warnings.append(err.finding)
-    return AtlasProof((), tuple(warnings), account)
+    return AtlasProof((), tuple(warnings), summary)

@@ -37,6 +37,9 @@ _EKU_NAMES = {
     ExtendedKeyUsageOID.IPSEC_IKE: "ipsecIKE",
     ExtendedKeyUsageOID.CERTIFICATE_TRANSPARENCY: "certificateTransparency",
 }
+# The key types a PKCS#12 file can hold (all the checker accepts).
+_PKCS12_KEYS = (rsa.RSAPrivateKey, dsa.DSAPrivateKey, ec.EllipticCurvePrivateKey,
+                ed25519.Ed25519PrivateKey, ed448.Ed448PrivateKey)
 _KEY_USAGE_NAMES = (
     ("digital_signature", "digitalSignature"), ("content_commitment", "contentCommitment"),
     ("key_encipherment", "keyEncipherment"), ("data_encipherment", "dataEncipherment"),
@@ -78,7 +81,7 @@ def describe(cert: x509.Certificate, *, now: datetime | None = None) -> Certific
 def to_passwordless_pfx(report: PfxReport) -> bytes:
     """The checked leaf, key and chain as an unencrypted PFX (for a secret store that
     encrypts at rest). Raises ``ValueError`` when the report holds no leaf and key."""
-    if report.leaf is None or report.private_key is None:
+    if report.leaf is None or not isinstance(report.private_key, _PKCS12_KEYS):
         raise ValueError("the report holds no certificate and matching key to export")
     name = _first(report.leaf.subject, NameOID.COMMON_NAME)
     return pkcs12.serialize_key_and_certificates(

@@ -97,6 +97,8 @@ def _check(data: bytes | None, password: bytes | None, policy: PfxPolicy,
         # certificate checks wait until the file itself is right.
         return _report(opened, opened.errors, opened.warnings, now)
     leaf = opened.leaf
+    if leaf is None:  # open_pfx reports a file without a certificate among its errors
+        return _report(opened, opened.errors, (), now)
     roles = [(leaf, "The certificate")]
     roles += [(c, f"Chain certificate {n}") for n, c in enumerate(opened.chain, 1)]
     unreadable = [CERT_MALFORMED(f"{role} could not be fully parsed: {'; '.join(parts)}.")

@@ -73,7 +73,7 @@ def _load(data: bytes, password: bytes | None
     """(what opened, the password that opened it): the given password first, then none
     and the empty one (a password handed in for a password-less file, or no password for
     one made with the empty password)."""
-    attempts = [password] if password is not None else []
+    attempts: list[bytes | None] = [password] if password is not None else []
     attempts += [p for p in (None, b"") if p != password]
     for attempt in attempts:
         try:

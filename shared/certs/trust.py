@@ -192,11 +192,12 @@ class TrustPolicy:
     def _check(self, certificate: x509.Certificate | bytes, at: dt.datetime | None,
                wall: float) -> tuple[PolicyVerdict, float | None]:
         """The verdict, and the deadline it is cached until (``None``: not cached)."""
+        loaded: x509.Certificate | None = None
         if isinstance(certificate, x509.Certificate):
             der = certificate.public_bytes(serialization.Encoding.DER)
+            loaded = certificate
         else:
             der = bytes(certificate)
-            certificate = None
         if not der:
             return rejected(CLIENTCERT_MISSING(f"no {self.label} was presented")), None
         if len(der) > MAX_CERTIFICATE_BYTES:
@@ -209,15 +210,15 @@ class TrustPolicy:
         now = at or dt.datetime.fromtimestamp(wall, dt.UTC)
         try:
             # cryptography parses lazily: a hostile key or extension raises on first use.
-            if certificate is None:
-                certificate = x509.load_der_x509_certificate(der)
-            verdict, cacheable = self._evaluate(certificate, now)
+            if loaded is None:
+                loaded = x509.load_der_x509_certificate(der)
+            verdict, cacheable = self._evaluate(loaded, now)
         except UNPARSABLE:
             return rejected(CLIENTCERT_MALFORMED(
                 f"the {self.label} is not a readable DER X.509 certificate")), None
         if at is not None or not cacheable:
             return verdict, None
-        deadline = self._deadline(verdict, certificate, wall)
+        deadline = self._deadline(verdict, loaded, wall)
         self._cache.put(key, deadline, verdict)
         return verdict, deadline
 

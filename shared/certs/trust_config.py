@@ -20,7 +20,7 @@ from shared.certs.facts import is_ca
 from shared.certs.identity import IdentityRules
 from shared.certs.roots import globalsign_roots
 from shared.certs.trust import TrustPolicy
-from shared.problems import CLIENTCERT_NO_IDENTITY_RULES, CONFIG_INVALID, DipEdgeError
+from shared.problems import CLIENTCERT_NO_IDENTITY_RULES, CONFIG_INVALID, DipEdgeError, Finding
 from shared.settings import Setting, Settings, read_text_setting
 
 log = logging.getLogger("dip_edge.certs")
@@ -66,7 +66,7 @@ class TrustSources:
     def _sources(settings: Settings, role: str) -> tuple[Setting[str | None], ...]:
         """(anchors, intermediates, identities) of ``role``: DIP_CLIENT_*, or for the signer
         each DIP_SIGNER_* that is set (or bad), else the client's."""
-        chosen = _ROLE_SETTINGS["client"]
+        chosen: tuple[Setting[str | None], ...] = _ROLE_SETTINGS["client"]
         if role == "signer":
             chosen = tuple(
                 own if own.of(settings) is not None or settings.issues_for(own) else client
@@ -156,8 +156,8 @@ def trust_summary(sources: TrustSources, policy: TrustPolicy) -> dict[str, Any]:
     elif sources.identities[1] == ANY_IDENTITY:
         identities = {"mode": "any", "setting": sources.identities[0]}
     else:
-        identities = {"mode": "rules", "setting": sources.identities[0],
-                      "rules": len(policy.identities.rules)}
+        rules = policy.identities.rules if policy.identities is not None else ()
+        identities = {"mode": "rules", "setting": sources.identities[0], "rules": len(rules)}
     return {
         "identities": identities,
         "anchors": {
@@ -181,7 +181,8 @@ def _build_policy(sources: TrustSources) -> TrustPolicy:
     intermediates = tuple(cert for source in sources.intermediates
                           for cert in load_certificates(*source, require_ca=True))
     label = "client certificate" if sources.role == "client" else "signing certificate"
-    identities, warnings = None, ()
+    identities: IdentityRules | None = None
+    warnings: tuple[Finding, ...] = ()
     if sources.identities is not None and sources.identities[1] == ANY_IDENTITY:
         setting = sources.identities[0]
         inherited = (" (inherited: DIP_SIGNER_IDENTITIES is not set)"

@@ -19,7 +19,7 @@ import datetime as dt
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from shared.cli import EXIT_INVALID, EXIT_OK, UsageError
 
@@ -100,11 +100,12 @@ def run(args: argparse.Namespace) -> int:
 
 def _without_overridden(settings: Settings, args: argparse.Namespace) -> Settings:
     """Settings minus the bad values the options replace (so they don't stop the check)."""
-    from shared.settings import Settings
+    from shared.settings import Setting, Settings
 
-    overridden = {Settings.dip_client_trust_anchors: args.anchors,
-                  Settings.dip_client_identities: args.identities,
-                  Settings.dip_client_eku: args.usage}
+    overridden: dict[Setting[Any], str | None] = {
+        Settings.dip_client_trust_anchors: args.anchors,
+        Settings.dip_client_identities: args.identities,
+        Settings.dip_client_eku: args.usage}
     return settings.without_issues(*(s for s, option in overridden.items() if option is not None))
 
 

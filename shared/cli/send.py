@@ -33,7 +33,7 @@ def _read(path: str, what: str) -> bytes:
         raise UsageError(f"cannot read {what} {path}: {exc.strerror}") from None
 
 
-def _tls_alert(exc: BaseException) -> str | None:
+def _tls_alert(exc: BaseException | None) -> str | None:
     """The TLS alert the server sent (e.g. ``TLSV13_ALERT_CERTIFICATE_REQUIRED``), if one is
     behind ``exc``; None for anything else (our own verification of the server included)."""
     import ssl

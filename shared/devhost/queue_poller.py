@@ -13,6 +13,7 @@ import contextlib
 import logging
 import threading
 from collections.abc import Callable
+from typing import Any
 
 logger = logging.getLogger("dip_edge.devhost")
 
@@ -20,7 +21,7 @@ logger = logging.getLogger("dip_edge.devhost")
 class QueuePoller:
     """A :class:`~shared.devhost.server.Worker` for one queue trigger."""
 
-    def __init__(self, name: str, client_factory: Callable[[str], object], queue: str,
+    def __init__(self, name: str, client_factory: Callable[[str], Any], queue: str,
                  function: Callable, *, max_dequeue_count: int = 5, batch_size: int = 8,
                  visibility_timeout: int = 60, retry_delay: int = 30,
                  max_idle_wait: float = 2.0) -> None:

@@ -138,6 +138,8 @@ def server_tls_context(cert_file: str, key_file: str,
         context.set_verify(required, lambda _conn, _cert, _errno, _depth, _ok: True)
         return context
     store = context.get_cert_store()
+    if store is None:  # pyOpenSSL makes one with every context
+        raise RuntimeError("the TLS context has no certificate store")
     anchors = []
     for text in client_cas:
         for cert in x509.load_pem_x509_certificates(text.encode()):
@@ -430,8 +432,9 @@ class _Server:
                 return
             peer = connection.peer_certificate_der()
             client_cert = base64.b64encode(peer).decode() if peer else None
-            buffered, first = b"", True
-            while not self.stopping.is_set():
+            buffered: bytes | None = b""
+            first = True
+            while buffered is not None and not self.stopping.is_set():
                 try:
                     buffered = self._exchange(connection, client_cert, buffered, first)
                 except _Refusal as refusal:

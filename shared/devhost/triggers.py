@@ -47,6 +47,7 @@ def trigger_workers(settings: Settings, functions, language_worker=None) -> list
         binding = next(b for b in json.loads(function.get_function_json())["bindings"]
                        if b["direction"] == "IN" and b["type"].endswith("Trigger"))
         call = function.get_user_function()
+        worker: TimerWorker | QueuePoller | None
         if binding["type"] == "timerTrigger":
             if language_worker is not None:
                 call = _through_timer(language_worker, name)

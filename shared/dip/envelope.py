@@ -15,7 +15,7 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, overload
 
 from shared.problems import MESSAGE_INVALID_ENVELOPE, MESSAGE_MALFORMED_JSON, DipEdgeError
 
@@ -69,7 +69,8 @@ def _decode(body: bytes) -> str:
 
 def _skip_space(text: str, at: int) -> int:
     # Most separators carry no or one space: test one character before running the regex.
-    return _SPACE.match(text, at).end() if text[at:at + 1] in _WHITESPACE else at
+    space = _SPACE.match(text, at) if text[at:at + 1] in _WHITESPACE else None
+    return space.end() if space else at
 
 
 def _elements(text: str) -> list[tuple[Any, int, int]]:
@@ -124,7 +125,14 @@ def _invalid(index: int, detail: str) -> DipEdgeError:
     return DipEdgeError(MESSAGE_INVALID_ENVELOPE(f"Message [{index}]: {detail}"))
 
 
-def _object(value: Any, index: int, path: str, *, required: bool = True) -> dict | None:
+@overload
+def _object(value: Any, index: int, path: str, *,
+            required: Literal[True] = True) -> dict[str, Any]: ...
+@overload
+def _object(value: Any, index: int, path: str, *,
+            required: Literal[False]) -> dict[str, Any] | None: ...
+def _object(value: Any, index: int, path: str, *,
+            required: bool = True) -> dict[str, Any] | None:
     if value is None and not required:
         return None
     if not isinstance(value, dict):
@@ -139,6 +147,10 @@ def is_storable_id(value: str) -> bool:
     return len(value) <= MAX_ID_LENGTH and not _CONTROL.search(value)
 
 
+@overload
+def _identifier(value: Any, index: int, path: str, *, required: Literal[True]) -> str: ...
+@overload
+def _identifier(value: Any, index: int, path: str, *, required: Literal[False]) -> str | None: ...
 def _identifier(value: Any, index: int, path: str, *, required: bool) -> str | None:
     if value is None and not required:
         return None

@@ -189,7 +189,7 @@ class SignatureVerifier:
         if missing:
             raise DipEdgeError(SIGNATURE_MALFORMED(
                 f"signature header(s) missing or empty: {', '.join(missing)}"))
-        date, body_hash, cert_value, signature_value = (v.strip() for v in values)
+        date, body_hash, cert_value, signature_value = ((v or "").strip() for v in values)
 
         if not _DATE.fullmatch(date):
             raise DipEdgeError(SIGNATURE_MALFORMED(
@@ -206,6 +206,8 @@ class SignatureVerifier:
         if not SIGNATURE_BYTES[0] <= len(signature) <= SIGNATURE_BYTES[1]:
             raise DipEdgeError(SIGNATURE_MALFORMED(
                 f"{SIGNATURE_HEADER} is {len(signature)} bytes, not an RSA signature"))
+        if self.policy is None:  # the constructor demands one unless the mode is off
+            raise RuntimeError("no signer certificate policy")
         signer = self.policy.check_text(cert_value, _certificate_der)
         if not signer.accepted and signer.errors[0].is_(CLIENTCERT_MALFORMED, CLIENTCERT_MISSING):
             raise DipEdgeError(SIGNATURE_MALFORMED(

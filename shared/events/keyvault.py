@@ -98,8 +98,8 @@ def _new_version(event: Event, obj: KeyVaultObject, ctx: EventContext) -> Handle
                                    subject=subject, errors=(err.finding,))
         return _record(ctx, name, document, f"PFX secret {obj.name!r} version {obj.version}")
     version = secret.version or obj.version
-    if version != obj.version:
-        name = report_name(settings.secret_name_pfx, version)
+    if secret.version and secret.version != obj.version:
+        name = report_name(settings.secret_name_pfx, secret.version)
         if ctx.reports.get(name) is not None:
             return _duplicate(ctx, name)
     subject = {**subject, "version": version, "contentType": secret.content_type,

@@ -129,6 +129,8 @@ def _import(ctx: EventContext, validation: Validation) -> tuple[dict | None,
             "the key and secret it was proven with; submit the whole credential set "
             "(POST /api/credentials) instead"),)
     facts = validation.pfx.certificate
+    if facts is None:  # a PFX that passed is always described
+        raise RuntimeError("a passing PFX without certificate facts")
     current = load_metadata(store, settings)
     if current is not None and current.thumbprint == facts.thumbprint_sha1:
         # A retry after the import succeeded, or the same PFX uploaded again.

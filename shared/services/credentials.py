@@ -39,7 +39,7 @@ from shared.telemetry import audit, caller, emit
 from shared.web import HttpResult, Request, json_result
 
 if TYPE_CHECKING:
-    from shared.validation import CredentialVerdict
+    from shared.validation import CredentialVerdict, Passed
 
 logger = logging.getLogger("dip_edge.credentials")
 
@@ -103,7 +103,8 @@ def _handle(request: Request, settings: Settings, *, store: bool) -> HttpResult:
         submission = parse_submission(request, settings.credentials_max_body_bytes)
         verdict = check_submission(submission, settings)
         seen.update(_certificate_fields(verdict))
-        if not verdict.valid:
+        passed = verdict.passed
+        if passed is None:  # an error, or GlobalSign did not answer
             result = _rejected(verdict)
             seen.update(outcome="rejected", codes=[f.code for f in verdict.errors])
         elif not store:
@@ -112,7 +113,7 @@ def _handle(request: Request, settings: Settings, *, store: bool) -> HttpResult:
                                        **verdict.details()})
             seen["outcome"] = "valid"
         else:
-            result = _store(submission, verdict, settings, who["caller"], seen)
+            result = _store(passed, verdict, settings, who["caller"], seen)
             seen["outcome"] = "stored"
     except DipEdgeError as err:
         result = error_result(err)
@@ -144,17 +145,17 @@ def _rejected(verdict: CredentialVerdict) -> HttpResult:
                                  **verdict.details()})
 
 
-def _store(submission: Submission, verdict: CredentialVerdict, settings: Settings,
+def _store(passed: Passed, verdict: CredentialVerdict, settings: Settings,
            caller_name: str | None, seen: dict[str, Any]) -> HttpResult:
     from shared.certs.facts import to_passwordless_pfx
     from shared.vault import open_store
     from shared.vault.credentials import save_credentials
 
-    report = verdict.report
     metadata = save_credentials(
-        open_store(settings), settings, api_key=submission.api_key,
-        api_secret=submission.api_secret, pfx_passwordless=to_passwordless_pfx(report),
-        facts=report.certificate, validated_at=datetime.now(UTC), validated_by=caller_name)
+        open_store(settings), settings, api_key=passed.account.api_key,
+        api_secret=passed.account.api_secret,
+        pfx_passwordless=to_passwordless_pfx(passed.report), facts=passed.certificate,
+        validated_at=datetime.now(UTC), validated_by=caller_name)
     seen["credentialSet"] = metadata.set_id
     return json_result(201, {"status": "Added successfully",
                              "warnings": [advised(f) for f in verdict.warnings],

@@ -23,6 +23,7 @@ import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 from shared.problems import CONFIG_INVALID, EVENTS_STORAGE_UNAVAILABLE, DipEdgeError
 from shared.settings import Settings
@@ -30,7 +31,7 @@ from shared.telemetry import dependency_failure
 
 # Fail within seconds rather than hang a function invocation: the queue retries anyway.
 # (The storage SDKs' own default waits 15 s, then 18 s, between tries.)
-CLIENT_OPTIONS = {"connection_timeout": 5, "read_timeout": 20, "retry_total": 2,
+CLIENT_OPTIONS: dict[str, Any] = {"connection_timeout": 5, "read_timeout": 20, "retry_total": 2,
                   "initial_backoff": 0.2, "increment_base": 1.2, "random_jitter_range": 0.3}
 SECTION = "EVENTS_STORAGE__"
 
@@ -40,8 +41,8 @@ class Connection:
     """A connection string, or the blob and queue endpoints for identity-based access."""
 
     connection_string: str | None = None
-    blob_url: str | None = None
-    queue_url: str | None = None
+    blob_url: str = ""  # with no connection string: both endpoints
+    queue_url: str = ""
 
 
 def connection(settings: Settings, environ: Mapping[str, str] | None = None) -> Connection | None:
@@ -57,9 +58,10 @@ def connection(settings: Settings, environ: Mapping[str, str] | None = None) -> 
     if account:
         blob = blob or f"https://{account}.blob.core.windows.net"
         queue = queue or f"https://{account}.queue.core.windows.net"
-    if blob or queue:
-        return Connection(blob_url=blob or _swap(queue, "blob"),
-                          queue_url=queue or _swap(blob, "queue"))
+    if blob:
+        return Connection(blob_url=blob, queue_url=queue or _swap(blob, "queue"))
+    if queue:
+        return Connection(blob_url=_swap(queue, "blob"), queue_url=queue)
     return None
 
 
@@ -126,7 +128,7 @@ def queue_client(settings: Settings, queue: str, *, base64_messages: bool = True
     )
 
     found = _required(settings)
-    policies = ({"message_encode_policy": TextBase64EncodePolicy(),
+    policies: dict[str, Any] = ({"message_encode_policy": TextBase64EncodePolicy(),
                  "message_decode_policy": TextBase64DecodePolicy()} if base64_messages else {})
     with _unusable_setting():
         if found.connection_string:

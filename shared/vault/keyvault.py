@@ -194,7 +194,8 @@ class KeyVaultSecretStore:
 
 def _stored(secret: KeyVaultSecret) -> StoredSecret:
     props = secret.properties
-    return StoredSecret(name=secret.name, value=secret.value or "", version=props.version,
+    return StoredSecret(name=secret.name or "", value=secret.value or "",
+                        version=props.version or "",
                         content_type=props.content_type, tags=dict(props.tags or {}),
                         created_on=props.created_on, expires_on=props.expires_on)
 

@@ -46,6 +46,8 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from functools import partial
+from typing import Any
 from urllib.parse import quote
 
 from shared.dip.envelope import Message
@@ -136,8 +138,11 @@ class BlobInbox:
         self._pool = concurrent.futures.ThreadPoolExecutor(workers, "dip-inbox")
 
     @classmethod
-    def from_settings(cls, settings: Settings, **options) -> BlobInbox:
-        return cls.connect(settings.inbox_storage, settings.inbox_container,
+    def from_settings(cls, settings: Settings, **options: Any) -> BlobInbox:
+        storage = settings.inbox_storage
+        if not storage:  # open_inbox has checked it (INBOX_STORAGE: must be set ...)
+            raise DipEdgeError(CONFIG_INVALID("INBOX_STORAGE: must be set for the blob inbox"))
+        return cls.connect(storage, settings.inbox_container,
                            settings.inbox_table, settings.inbox_queue,
                            timeout=settings.inbox_timeout_seconds, **options)
 
@@ -161,10 +166,13 @@ class BlobInbox:
                                      read_timeout=timeout)
 
         # Retries quick enough for the budget (the SDKs' default waits 15 s, then 18 s).
-        blob_options = {"retry_policy": LinearRetry(backoff=0.5, random_jitter_range=0.25,
-                                                    retry_total=retries), **client_options}
+        # (The SDKs' hints say whole seconds; they take fractions, as their own docs do.)
+        blob_options = {"retry_policy": LinearRetry(
+            backoff=0.5, random_jitter_range=0.25,  # type: ignore[arg-type]
+            retry_total=retries), **client_options}
         queue_options = {"retry_policy": QueueLinearRetry(
-            backoff=0.5, random_jitter_range=0.25, retry_total=retries),
+            backoff=0.5, random_jitter_range=0.25,  # type: ignore[arg-type]
+            retry_total=retries),
             "message_encode_policy": TextBase64EncodePolicy(), **client_options}
         table_options = {"retry_total": retries, "retry_backoff_factor": 0.25,
                          "retry_backoff_max": 2, **client_options}
@@ -260,7 +268,7 @@ class BlobInbox:
                   for at in range(0, len(entities), BATCH_LIMIT)]
         found: dict[str, dict] = {}  # RowKey -> the stored original, for IDs already there
         for existing in self._run_all(budget, [
-                (lambda chunk=chunk: self._create(chunk, budget)) for chunk in chunks]):
+                partial(self._create, chunk, budget) for chunk in chunks]):
             found.update(existing)
 
         outcomes: list[str] = []
@@ -294,12 +302,11 @@ class BlobInbox:
         for partition_copies in _by_partition(copies.values()):
             for at in range(0, len(partition_copies), BATCH_LIMIT):
                 batch = partition_copies[at:at + BATCH_LIMIT]
-                tasks.append(lambda batch=batch: self._transact(
-                    [("upsert", entity) for entity in batch]))
+                tasks.append(partial(self._transact, [("upsert", entity) for entity in batch]))
         if foreign:
             checks = list(foreign.items())
             states = self._run_all(budget, [
-                (lambda name=check[0]: self._announced(name)) for check in checks])
+                partial(self._announced, check[0]) for check in checks])
             for (_, indexes), state in zip(checks, states, strict=True):
                 if state == "announced":
                     continue
@@ -308,8 +315,7 @@ class BlobInbox:
                     for i in indexes:
                         entity = found[index_keys(messages[i].transaction_id,
                                                   self._partitions)[1]]
-                        tasks.append(lambda i=i, entity=entity: self._repoint(
-                            delivery, i, entity))
+                        tasks.append(partial(self._repoint, delivery, i, entity))
         self._run_all(budget, tasks)
         announce.sort()
         return outcomes, announce
@@ -425,7 +431,7 @@ class BlobInbox:
             return "missing"
         return "announced" if (metadata or {}).get("announced") == "true" else "pending"
 
-    def _repoint(self, delivery: _Delivery, i: int, stored: dict) -> None:
+    def _repoint(self, delivery: _Delivery, i: int, stored: Any) -> None:  # a TableEntity
         from azure.core import MatchConditions
         from azure.core.exceptions import ResourceModifiedError
         from azure.data.tables import UpdateMode
@@ -439,7 +445,7 @@ class BlobInbox:
 
     def _announce(self, delivery: _Delivery, indexes: list[int], budget: _Budget) -> None:
         pointers = list(pointer_messages(self._container.container_name, delivery, indexes))
-        self._run_all(budget, [(lambda p=p: self._queue.send_message(p)) for p in pointers])
+        self._run_all(budget, [partial(self._queue.send_message, p) for p in pointers])
 
     def _create_missing(self, budget: _Budget) -> None:
         from azure.core.exceptions import ResourceExistsError
@@ -481,10 +487,11 @@ class BlobInbox:
             futures, timeout=max(0.0, budget.remaining()),
             return_when=concurrent.futures.FIRST_EXCEPTION)
         for future in futures:
-            if future in done and future.exception() is not None:
+            failure = future.exception() if future in done else None
+            if failure is not None:
                 for other in pending:
                     other.cancel()
-                raise future.exception()
+                raise failure
         if pending:
             for future in pending:
                 future.cancel()
@@ -574,7 +581,8 @@ def pointer_messages(container: str, delivery: _Delivery, indexes: Iterable[int]
         document = json.dumps({**head, "part": part, "parts": len(groups), "messages": []},
                               separators=(",", ":"))
         text = document[:-3] + "[" + ",".join(group) + "]}"
-        assert len(text) <= POINTER_LIMIT, "queue pointer too large"
+        if len(text) > POINTER_LIMIT:  # each item is bounded and groups fit: never expected
+            raise RuntimeError("a queue pointer would exceed a queue message")
         yield text
 
 

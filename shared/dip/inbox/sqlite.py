@@ -12,6 +12,7 @@ inbox's time budget (``INBOX_TIMEOUT_SECONDS``).
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import sqlite3
 import threading
@@ -19,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from shared.dip.envelope import Message
 from shared.dip.inbox import (
@@ -177,7 +179,7 @@ class SqliteInbox:
         with self._lock:
             self._db.close()
 
-    def _query(self, sql: str, params: tuple) -> list[tuple]:
+    def _query(self, sql: str, params: tuple[Any, ...]) -> builtins.list[tuple[Any, ...]]:
         with self._lock:
             try:
                 return self._db.execute(sql, params).fetchall()
