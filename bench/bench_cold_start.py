@@ -5,7 +5,8 @@ health invocation, as the Functions host starts it.
 
 Each sample is a fresh ``python -c`` process timing its own import (interpreter start-up
 excluded), so the ratio shows what dip-edge adds on top of the Functions library. The
-first-call figures time ``import shared.services.<x>`` in a process that has already
+first-call figures time the import of its module (``shared.services.<x>``, or the events
+handler) in a process that has already
 imported ``function_app`` (the function's own lazy import), against that base import.
 The worker figure times, in a fresh process, importing the worker and the protocol
 messages, WorkerInitRequest (indexing), FunctionsMetadataRequest, a FunctionLoadRequest per
@@ -45,9 +46,11 @@ _ADAPTER_PROBE = (
     "body=b'')); "
     "elapsed = time.perf_counter() - t; assert reply.status_code == 200, reply.status_code; "
     "print(elapsed)")
-# function name -> the service module its first call imports
-SERVICES = {"health": "health", "credentials / credentials_validate": "credentials",
-            "dip_webhook": "webhook", "events": "events", "monitor": "monitor"}
+# function name -> the module its first call imports
+SERVICES = {"health": "shared.services.health",
+            "credentials / credentials_validate": "shared.services.credentials",
+            "dip_webhook": "shared.services.webhook", "events": "shared.events.handler",
+            "monitor": "shared.services.monitor"}
 
 
 def _medians(*probes: str, runs: int = RUNS) -> list[float]:
@@ -86,10 +89,10 @@ def run() -> list[Figure]:
         Figure("cold start", name, worker * 1000, "ms",
                "import function_app + first health call, no worker", direct * 1000,
                WORKER_RUNS, note)]
-    for function, service in SERVICES.items():
-        first = _import_seconds(f"shared.services.{service}", before="import function_app")
-        figures.append(Figure("cold start", f"first call of {function}: import "
-                              f"shared.services.{service}", first * 1000, "ms",
+    for function, module in SERVICES.items():
+        first = _import_seconds(module, before="import function_app")
+        figures.append(Figure("cold start", f"first call of {function}: import {module}",
+                              first * 1000, "ms",
                               "import function_app", app * 1000, RUNS,
                               "after import function_app, fresh process per sample"))
     return figures
