@@ -7,12 +7,13 @@ are imported inside the functions, so a cold start pays only for the function in
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import azure.functions as func
 
 from shared.faults import raised_at
 from shared.problems import INTERNAL_ERROR, problem_result
-from shared.settings import get_settings
+from shared.settings import Settings, get_settings
 from shared.telemetry import configure_sdk_logging
 from shared.web import HttpResult, Request
 
@@ -38,7 +39,8 @@ def to_response(result: HttpResult) -> func.HttpResponse:
     return func.HttpResponse(body=result.body, status_code=result.status, headers=result.headers)
 
 
-def handle(name: str, service, req: func.HttpRequest) -> func.HttpResponse:
+def handle(name: str, service: Callable[[Request, Settings], HttpResult],
+           req: func.HttpRequest) -> func.HttpResponse:
     """Run a service; an unexpected exception becomes a 500 problem, logged with its type
     and where it was raised (never its message)."""
     try:

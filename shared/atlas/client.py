@@ -45,6 +45,7 @@ from shared.telemetry import dependency_failure
 
 if TYPE_CHECKING:
     from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 
 class AtlasError(DipEdgeError):
@@ -107,7 +108,7 @@ class AtlasClient:
     """
 
     def __init__(self, connection: AtlasConnection, *, api_key: str, api_secret: str,
-                 certificate: x509.Certificate, private_key,
+                 certificate: x509.Certificate, private_key: PrivateKeyTypes,
                  chain: Sequence[x509.Certificate] = (),
                  sleep: Callable[[float], None] = time.sleep,
                  clock: Callable[[], float] = time.monotonic) -> None:

@@ -15,12 +15,13 @@ from collections.abc import Sequence
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 from shared.problems import CONFIG_INVALID, DipEdgeError
 from shared.settings import read_text_setting
 
 
-def client_context(certificate: x509.Certificate, private_key,
+def client_context(certificate: x509.Certificate, private_key: PrivateKeyTypes,
                    chain: Sequence[x509.Certificate] = (),
                    ca_bundle: str | None = None) -> ssl.SSLContext:
     """An ``SSLContext`` presenting ``certificate`` (with ``chain``) and trusting ``ca_bundle``.

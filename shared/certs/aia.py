@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -75,7 +76,7 @@ def parse_certificates(data: bytes) -> list[x509.Certificate]:
 class AiaFetcher:
     """Fetches issuers from allow-listed AIA URLs; thread-safe, with a bounded cache."""
 
-    def __init__(self, allowed_hosts, *, timeout: float = TIMEOUT_SECONDS,
+    def __init__(self, allowed_hosts: Iterable[str], *, timeout: float = TIMEOUT_SECONDS,
                  max_bytes: int = MAX_BYTES) -> None:
         self.allowed_hosts = frozenset(h.strip().lower().rstrip(".")
                                        for h in allowed_hosts if h.strip())

@@ -9,11 +9,13 @@ console, and the password-less re-export of a checked PFX.
 from __future__ import annotations
 
 import base64
+from collections.abc import Iterable
 from datetime import UTC, datetime
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.hazmat.primitives.serialization import (
     Encoding,
     NoEncryption,
@@ -90,7 +92,7 @@ def to_passwordless_pfx(report: PfxReport) -> bytes:
     )
 
 
-def key_description(public_key) -> tuple[str, int | None, str | None]:
+def key_description(public_key: PublicKeyTypes | None) -> tuple[str, int | None, str | None]:
     """(type, size in bits, curve) of a public key; ("unknown", None, None) if unusable."""
     if isinstance(public_key, rsa.RSAPublicKey):
         return "RSA", public_key.key_size, None
@@ -122,10 +124,11 @@ def extended_key_usages(cert: x509.Certificate) -> tuple[x509.ObjectIdentifier, 
     return tuple(extension) if extension is not None else None
 
 
-def describe_ekus(oids, *, in_words: bool = False) -> tuple[str, ...]:
+def describe_ekus(oids: Iterable[x509.ObjectIdentifier], *,
+                  in_words: bool = False) -> tuple[str, ...]:
     """EKU OIDs by their usual names ("clientAuth"), unknown ones as dotted OIDs (or, for
     a sentence, ``in_words``, as "an unrecognised usage (object identifier ...)")."""
-    def name(oid) -> str:
+    def name(oid: x509.ObjectIdentifier) -> str:
         if oid in _EKU_NAMES:
             return _EKU_NAMES[oid]
         return (f"an unrecognised usage (object identifier {oid.dotted_string})" if in_words

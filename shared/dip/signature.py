@@ -79,7 +79,8 @@ def canonical_string(method: str, url: str, date: str, body_hash: str) -> bytes:
     return FIELD_SEPARATOR.join((method.upper(), url.lower(), date, body_hash)).encode()
 
 
-def sign_request(method: str, url: str, body: bytes, *, private_key, certificate: x509.Certificate,
+def sign_request(method: str, url: str, body: bytes, *, private_key: rsa.RSAPrivateKey,
+                 certificate: x509.Certificate,
                  at: dt.datetime | None = None) -> dict[str, str]:
     """The four ``X-DIP-*`` headers for a request, signed with an RSA ``private_key``."""
     date = format_date(at or dt.datetime.now(dt.UTC))

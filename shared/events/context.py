@@ -5,8 +5,13 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from shared.settings import Settings
+
+if TYPE_CHECKING:
+    from shared.storage.reports import ReportStore
+    from shared.vault.base import SecretStore
 
 logger = logging.getLogger("dip_edge.events")
 
@@ -19,13 +24,13 @@ class EventContext:
         self.message_id = message_id
 
     @cached_property
-    def reports(self):
+    def reports(self) -> ReportStore:
         from shared.storage.reports import open_reports
 
         return open_reports(self.settings)
 
     @cached_property
-    def store(self):
+    def store(self) -> SecretStore:
         from shared.vault import open_store
 
         return open_store(self.settings)

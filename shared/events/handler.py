@@ -35,6 +35,7 @@ import hashlib
 import json
 import logging
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from shared.events.context import EventContext, Handled, logger
 from shared.logtext import shown
@@ -49,6 +50,9 @@ from shared.problems import (
 )
 from shared.settings import Settings
 from shared.telemetry import emit
+
+if TYPE_CHECKING:
+    from shared.events.schema import Event
 
 MAX_DEQUEUE_COUNT = 5  # host.json extensions.queues.maxDequeueCount
 POISON_SUFFIX = "-poison"
@@ -118,7 +122,7 @@ def handle_events(body: bytes, ctx: EventContext) -> list[Handled]:
     return outcomes
 
 
-def dispatch(event, ctx: EventContext) -> Handled:
+def dispatch(event: Event, ctx: EventContext) -> Handled:
     from shared.events import keyvault, uploads
 
     if event.type in keyvault.EVENT_TYPES:

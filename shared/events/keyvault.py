@@ -97,7 +97,7 @@ def _new_version(event: Event, obj: KeyVaultObject, ctx: EventContext) -> Handle
         document = report_document("secret", event=event, message_id=ctx.message_id,
                                    subject=subject, errors=(err.finding,))
         return _record(ctx, name, document, f"PFX secret {obj.name!r} version {obj.version}")
-    version = secret.version or obj.version
+    version = secret.version or obj.version or ""
     if secret.version and secret.version != obj.version:
         name = report_name(settings.secret_name_pfx, secret.version)
         if ctx.reports.get(name) is not None:

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from shared.atlas.proof import AtlasProof
     from shared.certs.report import PfxReport
     from shared.events.schema import Event
+    from shared.vault.base import SecretStore
 
 REPORT_SCHEMA_VERSION = 1
 
@@ -54,7 +55,7 @@ class Validation:
         return {"checked": False, "reason": self.atlas_note}
 
 
-def stored_api_credentials(store, settings: Settings) -> ApiCredentials | None:
+def stored_api_credentials(store: SecretStore, settings: Settings) -> ApiCredentials | None:
     """The API key and secret of the current credential set, or None when none is stored."""
     from shared.problems import SECRET_NOT_FOUND
     from shared.vault.credentials import load_credentials
@@ -68,7 +69,8 @@ def stored_api_credentials(store, settings: Settings) -> ApiCredentials | None:
     return ApiCredentials(stored.api_key, stored.api_secret)
 
 
-def validate_pfx(data: bytes | None, password: bytes | None, settings: Settings, store, *,
+def validate_pfx(data: bytes | None, password: bytes | None, settings: Settings,
+                 store: SecretStore, *,
                  now: datetime | None = None) -> Validation:
     """Check a PFX offline and, if it passes and API credentials are stored, with Atlas."""
     from shared.certs.pfx_check import PfxPolicy, check_pfx

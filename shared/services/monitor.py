@@ -120,7 +120,8 @@ class Thresholds:
     warning_fraction: float = 0.0
     error_fraction: float = 0.0
 
-    def grade(self, credential: str, cert, kind: str, *, note: str = "") -> CredentialStatus:
+    def grade(self, credential: str, cert: x509.Certificate, kind: str, *,
+              note: str = "") -> CredentialStatus:
         """The status of one certificate by its days to expiry and, for an end-entity
         certificate, the fraction of its lifetime left (whichever comes first)."""
         from shared.certs.facts import describe

@@ -23,11 +23,15 @@ import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shared.problems import CONFIG_INVALID, EVENTS_STORAGE_UNAVAILABLE, DipEdgeError
 from shared.settings import Settings
 from shared.telemetry import dependency_failure
+
+if TYPE_CHECKING:
+    from azure.storage.blob import BlobServiceClient
+    from azure.storage.queue import QueueClient
 
 # Fail within seconds rather than hang a function invocation: the queue retries anyway.
 # (The storage SDKs' own default waits 15 s, then 18 s, between tries.)
@@ -114,12 +118,12 @@ def _blob_service(found: Connection):
         return BlobServiceClient(found.blob_url, credential=_credential(), **CLIENT_OPTIONS)
 
 
-def blob_service(settings: Settings):
+def blob_service(settings: Settings) -> BlobServiceClient:
     """A cached ``BlobServiceClient`` for the event storage."""
     return _blob_service(_required(settings))
 
 
-def queue_client(settings: Settings, queue: str, *, base64_messages: bool = True):
+def queue_client(settings: Settings, queue: str, *, base64_messages: bool = True) -> QueueClient:
     """A ``QueueClient``; messages base64-encoded as Event Grid and the Functions host do."""
     from azure.storage.queue import (
         QueueClient,
@@ -218,7 +222,7 @@ def delete_upload(settings: Settings, container: str, name: str, etag: str | Non
     from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
 
     blob = blob_service(settings).get_blob_client(container, name)
-    conditions = ({"etag": f'"{normalise_etag(etag)}"',
+    conditions: dict[str, Any] = ({"etag": f'"{normalise_etag(etag)}"',
                    "match_condition": MatchConditions.IfNotModified} if etag else {})
     with storage_errors(f"deleting upload {container}/{name}"):
         try:

@@ -47,7 +47,7 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from shared.dip.envelope import Message
@@ -63,6 +63,11 @@ from shared.dip.inbox import (
 from shared.problems import CONFIG_INVALID, INBOX_UNAVAILABLE, DipEdgeError
 from shared.settings import Settings
 from shared.telemetry import dependency_failure
+
+if TYPE_CHECKING:
+    from azure.data.tables import TableClient
+    from azure.storage.blob import ContainerClient
+    from azure.storage.queue import QueueClient
 
 logger = logging.getLogger("dip_edge.inbox")
 
@@ -128,7 +133,8 @@ class _Delivery:
 class BlobInbox:
     """Use :meth:`connect` (or :meth:`from_settings`)."""
 
-    def __init__(self, container_client, table_client, queue_client, *, timeout: float = 10.0,
+    def __init__(self, container_client: ContainerClient, table_client: TableClient,
+                 queue_client: QueueClient, *, timeout: float = 10.0,
                  partitions: int = PARTITIONS, workers: int = _WORKERS) -> None:
         self._container = container_client
         self._table = table_client
@@ -149,7 +155,7 @@ class BlobInbox:
     @classmethod
     def connect(cls, storage: str, container: str, table: str, queue: str, *,
                 timeout: float = 10.0, retries: int = 3, partitions: int = PARTITIONS,
-                workers: int = _WORKERS, **client_options) -> BlobInbox:
+                workers: int = _WORKERS, **client_options: Any) -> BlobInbox:
         """``storage``: a connection string, or a blob account URL (managed identity).
         ``timeout`` bounds each store; ``client_options`` go to the three SDK clients."""
         from azure.core.pipeline.transport import RequestsTransport
@@ -412,8 +418,8 @@ class BlobInbox:
         error.status_code, error.error_code = failed, code
         raise error
 
-    def _lookup(self, partition: str, row_keys: list[str]) -> dict[str, dict]:
-        found = {}
+    def _lookup(self, partition: str, row_keys: list[str]) -> dict[str, Any]:
+        found: dict[str, Any] = {}  # RowKey -> TableEntity
         for at in range(0, len(row_keys), FILTER_KEYS):
             keys = " or ".join(f"RowKey eq '{k}'" for k in row_keys[at:at + FILTER_KEYS])
             for entity in self._table.query_entities(
