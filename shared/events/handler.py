@@ -5,7 +5,7 @@ base64 JSON; one event or an array; Event Grid or CloudEvents schema) and dispat
 each event:
 
 - ``Microsoft.KeyVault.{Secret,Certificate}NewVersionCreated`` for SECRET_NAME_PFX →
-  validate that version (:mod:`shared.events.keyvault`);
+  validate that version (:mod:`shared.events.secret_events`);
 - ``...NearExpiry`` / ``...Expired`` → a warning / error record;
 - ``Microsoft.Storage.BlobCreated`` in UPLOADS_CONTAINER → :mod:`shared.events.uploads`;
 - anything else → ignored with a debug record.
@@ -123,10 +123,10 @@ def handle_events(body: bytes, ctx: EventContext) -> list[Handled]:
 
 
 def dispatch(event: Event, ctx: EventContext) -> Handled:
-    from shared.events import keyvault, uploads
+    from shared.events import secret_events, uploads
 
-    if event.type in keyvault.EVENT_TYPES:
-        return keyvault.handle(event, ctx)
+    if event.type in secret_events.EVENT_TYPES:
+        return secret_events.handle(event, ctx)
     if event.type == uploads.EVENT_TYPE:
         return uploads.handle(event, ctx)
     logger.debug("ignored event %s of type %s", shown(event.id), shown(event.type))

@@ -18,8 +18,8 @@ from __future__ import annotations
 import re
 
 from shared.events.context import EventContext, Handled, logger, report_outcome
-from shared.events.keyvault import log_outcome
 from shared.events.schema import BlobRef, Event, blob_ref
+from shared.events.secret_events import log_outcome
 from shared.events.validation import Validation, report_document, validate_pfx
 from shared.logtext import shown
 from shared.problems import (
