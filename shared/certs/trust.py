@@ -274,7 +274,8 @@ class TrustPolicy:
         cacheable = True
         notes: list[str] = []
         while True:
-            reasons = []
+            # (usage, reason); usage None: a reason about the chain whatever the usage
+            reasons: list[tuple[x509.ObjectIdentifier | None, str]] = []
             for usage, policies in self._extension_policies.items():
                 builder = PolicyBuilder().store(self._store).time(now)
                 if self._max_chain_depth is not None:

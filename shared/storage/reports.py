@@ -181,7 +181,7 @@ def open_reports(settings: Settings) -> ReportStore:
     return DirectoryReports(settings.state_dir / "reports")
 
 
-# The reports of event-driven validation (shared.events.keyvault and .uploads).
+# The reports of event-driven validation (shared.events.secret_events and .uploads).
 VALIDATION_PREFIXES = ("keyvault/", "uploads/")
 
 

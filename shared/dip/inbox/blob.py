@@ -415,7 +415,8 @@ class BlobInbox:
         if failed == 404:
             raise ResourceNotFoundError(message)
         error = HttpResponseError(message)
-        error.status_code, error.error_code = failed, code
+        error.status_code = failed
+        error.error_code = code  # type: ignore[attr-defined]  # what the SDK's own errors carry
         raise error
 
     def _lookup(self, partition: str, row_keys: list[str]) -> dict[str, Any]:
