@@ -334,8 +334,9 @@ def run_scheduled(settings: Settings) -> None:
 
 def log_run(report: MonitorReport) -> dict[str, Any]:
     """The ``monitor`` record: the counts, the nearest expiry and every credential line."""
-    worst = min((c for c in report.credentials if c.days_left is not None),
-                key=lambda c: c.days_left, default=None)
+    dated = [(c.days_left, n, c) for n, c in enumerate(report.credentials)
+             if c.days_left is not None]
+    worst = min(dated)[2] if dated else None  # the first of the nearest
     level = {OK: logging.INFO, WARNING: logging.WARNING, ERROR: logging.ERROR}[report.level]
     return emit(logger, "monitor", {
         "level": report.level, "checked": len(report.credentials),
