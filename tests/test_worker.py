@@ -87,6 +87,15 @@ def test_health(app_env, dip_pki):
     assert json.loads(reply.body)["status"] in {"ok", "degraded"}
 
 
+def test_portal_page_with_its_security_headers(app_env):
+    reply = call_http("portal", "GET", "https://dip-edge.example.net/api/portal")
+    assert reply.status == 200
+    assert reply.headers["Content-Type"].startswith("text/html")
+    assert "frame-ancestors 'none'" in reply.headers["Content-Security-Policy"]
+    assert reply.headers["X-Content-Type-Options"] == "nosniff"
+    assert b"<label" in reply.body and b"PFX password" in reply.body
+
+
 @pytest.fixture
 def atlas_env(app_env, fake_atlas, fake_keyvault):
     app_env(**fake_atlas.env(), **fake_keyvault.env(), ATLAS_TIMEOUT_SECONDS="2",
