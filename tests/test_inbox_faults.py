@@ -202,11 +202,16 @@ def test_table_deleted_mid_run(inbox, azurite):
         azurite.connection_string, inbox._table.table_name).delete_table()
     messages = delivery("tx-1", "tx-2")
     deadline = time.monotonic() + 30
+    refused = 0
     while True:
         try:
-            assert inbox.store(messages, RECEIPT).outcomes == (NEW, NEW)
+            outcomes = inbox.store(messages, RECEIPT).outcomes
             break
         except DipEdgeError as err:  # a table being deleted refuses its name for a while
             assert err.code == "inbox.unavailable" and time.monotonic() < deadline
+            refused += 1
             time.sleep(0.5)
+    # A refused try may have indexed some IDs (one entity-group transaction per partition)
+    # before failing: the retry then finds those stored, never stores them twice.
+    assert outcomes == (NEW, NEW) if not refused else set(outcomes) <= {NEW, DUPLICATE}
     all_stored_once(inbox, messages)
