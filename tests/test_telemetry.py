@@ -535,3 +535,39 @@ def test_azure_sdk_http_logging_stays_at_warning_unless_asked(app_env, fake_keyv
     finally:
         configure_sdk_logging("warning")
     assert all(logging.getLogger(n).level == logging.WARNING for n in AZURE_SDK_LOGGERS)
+
+
+@pytest.mark.azurite
+def test_an_upload_imported_as_the_current_pfx_is_audited(app_env, azurite, atlas, caplog):
+    from azure.storage.blob import BlobServiceClient
+
+    from tests.support.eventgrid import blob_created_event, deliver, enqueue
+
+    suffix = uuid.uuid4().hex[:12]
+    app_env(EVENTS_STORAGE=azurite.connection_string, EVENTS_QUEUE=f"tel-{suffix}",
+            REPORTS_CONTAINER=f"rep-{suffix}", UPLOADS_CONTAINER=f"up-{suffix}",
+            UPLOAD_IMPORT_TO_KEY_VAULT="true", ATLAS_MAX_RETRIES="0", **atlas.env())
+    renewed = atlas.new_client_certificate("acme-atlas-renewed")
+    atlas.add_account(API_KEY, API_SECRET, atlas.leaf, renewed)
+    save_atlas_pfx(atlas.leaf)
+    uploads = BlobServiceClient.from_connection_string(
+        azurite.connection_string).get_container_client(f"up-{suffix}")
+    uploads.create_container()
+    data = renewed.pfx()
+    etag = uploads.get_blob_client("renewal.pfx").upload_blob(data)["etag"]
+    enqueue(azurite.connection_string, f"tel-{suffix}", blob_created_event(
+        f"up-{suffix}", "renewal.pfx", etag=etag, length=len(data)))
+    caplog.set_level(logging.INFO)
+    deliver(azurite.connection_string, f"tel-{suffix}")
+    (change,) = captured(caplog, "audit")
+    assert {k: change[k] for k in ("action", "source", "outcome", "thumbprint",
+                                   "previousThumbprint")} == {
+        "action": "credentials.import", "source": "upload", "outcome": "stored",
+        "thumbprint": describe(renewed.certificate).thumbprint_sha1,
+        "previousThumbprint": describe(atlas.leaf.certificate).thumbprint_sha1}
+    assert change["credentialSet"]
+    (event,) = captured(caplog, "event")
+    assert (event["eventType"], event["action"], event["outcome"]) == (
+        "Microsoft.Storage.BlobCreated", "validated", "passed")
+    assert_documented(captured(caplog))
+    assert_no_secrets(caplog.text, API_SECRET, renewed.key_pem().decode().splitlines()[1])
