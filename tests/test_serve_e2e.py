@@ -301,6 +301,34 @@ def test_sigterm_stops_cleanly(dip_pki, tmp_path):
         stop(instance)
 
 
+def test_restarted_at_once_on_the_same_port_after_serving(dip_pki, pki_files, tmp_path):
+    """Ctrl-C, change a setting, start again (the README's walkthrough): connections the
+    server closed linger in TIME_WAIT for a minute, which must not keep the port from it;
+    a second serve while the first runs is still refused."""
+    first = start_serve(tmp_path / "state", dip_pki.env())
+    port = first.base_url.rsplit(":", 1)[1]
+    try:
+        with tls_client(first, pki_files.client_cert, pki_files.client_key) as client:
+            answer = client.get(first.base_url + "/api/health",
+                                headers={"Connection": "close"})  # the server closes first
+            assert answer.status_code == 200
+        rival = subprocess.run([DIP_EDGE, "serve", "--port", port, "--state-dir",
+                                str(tmp_path / "state")], capture_output=True, text=True,
+                               timeout=60, env={**os.environ, **dip_pki.env()})
+        assert rival.returncode == 3 and "cannot listen" in rival.stderr, rival.stderr
+        first.process.send_signal(signal.SIGINT)
+        assert first.process.wait(15) == 0
+        second = start_serve(tmp_path / "state", dip_pki.env(), "--port", port)
+        try:
+            assert second.base_url == first.base_url
+            with tls_client(second, pki_files.client_cert, pki_files.client_key) as client:
+                assert client.get(second.base_url + "/api/health").status_code == 200
+        finally:
+            stop(second)
+    finally:
+        stop(first)
+
+
 def test_kill_9_during_a_burst_loses_no_acknowledged_message(dip_pki, pki_files, tmp_path):
     instance = start_serve(tmp_path / "state", dip_pki.env())
     acknowledged: list[str] = []

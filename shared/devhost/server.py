@@ -359,8 +359,12 @@ class _Server:
                  body_limits: Mapping[str, BodyLimit], default_body_limit: BodyLimit) -> None:
         family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         self.listener = socket.socket(family, socket.SOCK_STREAM)
+        # A restart must not wait a minute for the last run's TIME_WAIT connections. On
+        # POSIX (serve is POSIX-only: `resource`) this never lets a second listener share
+        # the port; SO_REUSEPORT would.
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            self.listener.bind(address)  # no SO_REUSEADDR: a second serve must not share it
+            self.listener.bind(address)
             self.listener.listen(limits.backlog)
         except OSError:
             self.listener.close()
