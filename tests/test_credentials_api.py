@@ -8,6 +8,7 @@ import base64
 import json
 import logging
 import os
+import re
 import threading
 import uuid
 
@@ -84,6 +85,19 @@ def get():
 
 def codes(response, key="errors"):
     return [f["code"] for f in json.loads(response.get_body())[key]]
+
+
+CLI_WORDS = re.compile(r"--[a-z]|environment variable")
+
+
+def assert_advice_for_the_api(response) -> None:
+    """What to do is said in the API's and the page's terms: a certificate admin at the
+    portal has no --trust, --password-env or environment variable to set."""
+    body = json.loads(response.get_body())
+    findings = body.get("errors", []) + body.get("warnings", [])
+    assert findings
+    for finding in findings:
+        assert not CLI_WORDS.search(finding.get("action", "")), finding
 
 
 def multipart(fields: dict[str, str | bytes], boundary="dip-edge-7MA4YWxkTrZu0gW"):
@@ -210,6 +224,7 @@ def test_every_finding_is_reported_together_and_nothing_is_stored(env, fake_atla
     assert body["code"] == "credentials.api_key_missing"
     assert codes(response) == ["credentials.api_key_missing", "credentials.api_secret_missing",
                                "pfx.wrong_password"]
+    assert_advice_for_the_api(response)
     assert response.headers["Content-Type"] == "application/problem+json"
     assert fake_atlas.requests == [] and nothing_stored(fake_keyvault)
 
@@ -235,6 +250,7 @@ def test_pfx_and_certificate_codes_through_http(env, fake_atlas, fake_keyvault, 
     response = post(document)
     assert response.status_code == 422, response.get_body()
     assert code in codes(response)
+    assert_advice_for_the_api(response)
     assert fake_atlas.requests == [] and nothing_stored(fake_keyvault)
 
 
@@ -300,6 +316,7 @@ def test_globalsign_unexpected_answer_is_502(env, fake_atlas, fake_keyvault, acc
     assert response.status_code == 502
     body = json.loads(response.get_body())
     assert body["code"] == "globalsign.unexpected_response" and "Not Found" in body["detail"]
+    assert_advice_for_the_api(response)
     assert nothing_stored(fake_keyvault)
 
 

@@ -209,7 +209,7 @@ def test_a_wrong_password_shows_the_finding_and_its_advice(tab, account):
     advice = ADVICE["pfx.wrong_password"]
     assert "pfx.wrong_password" in shown
     assert "Why it matters" in shown and advice.why in shown
-    assert "What to do" in shown and advice.action in shown
+    assert "What to do" in shown and advice.for_api in shown
     assert tab.page.get_by_role("button", name="Save").is_disabled()
     assert_no_secret_left(tab, account)
 

@@ -211,7 +211,8 @@ def test_every_finding_carries_the_advice_check_pfx_prints(app_env, fake_atlas, 
     assert response.status_code == 422
     (error,) = json.loads(response.get_body())["errors"]
     assert error["code"] == "pfx.wrong_password"
-    assert (error["why"], error["action"]) == tuple(ADVICE["pfx.wrong_password"])
+    advice = ADVICE["pfx.wrong_password"]
+    assert (error["why"], error["action"]) == (advice.why, advice.for_api)
     assert PASSWORD not in response.get_body().decode()
 
 

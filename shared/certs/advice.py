@@ -1,7 +1,9 @@
 """Why each finding matters for the DIP and what to do about it, for human reports.
 
 One table, keyed by catalogue code, so the CLI (and anything else that talks to a
-certificate admin) gives the same advice everywhere.
+certificate admin) gives the same advice everywhere. Where the CLI's action names its own
+flags or environment variables, ``api_action`` says it in the credential API's and the
+portal's terms (fields, app settings), which is what :func:`advised` gives them.
 """
 
 from __future__ import annotations
@@ -11,7 +13,12 @@ from typing import NamedTuple
 
 class Advice(NamedTuple):
     why: str
-    action: str
+    action: str  # for check-pfx
+    api_action: str | None = None  # for the credential API and the portal, when different
+
+    @property
+    def for_api(self) -> str:
+        return self.api_action or self.action
 
 
 ADVICE: dict[str, Advice] = {
@@ -29,7 +36,9 @@ ADVICE: dict[str, Advice] = {
     "pfx.wrong_password": Advice(
         "The DIP must open the PFX with the password you upload with it.",
         "Set the right password (e.g. PFX_PASSWORD=... and --password-env PFX_PASSWORD), "
-        "or re-export the PFX with a password you know."),
+        "or re-export the PFX with a password you know.",
+        "Give the PFX's own password (PFX password, pfxPassword), or re-export the PFX with "
+        "a password you know."),
     "pfx.no_certificate": Advice(
         "The DIP logs in with the certificate; without it there is nothing to present.",
         "Re-export the PFX including the certificate (and its chain)."),
@@ -84,16 +93,20 @@ ADVICE: dict[str, Advice] = {
     "cert.untrusted_issuer": Advice(
         "The DIP accepts only credentials issued by GlobalSign Atlas.",
         "Use the API access certificate GlobalSign issued for your Atlas account; for a test "
-        "CA, pass it with --trust (or PFX_TRUSTED_ISSUERS)."),
+        "CA, pass it with --trust (or PFX_TRUSTED_ISSUERS).",
+        "Use the API access certificate GlobalSign issued for your Atlas account; for a test "
+        "CA, the app's PFX_TRUSTED_ISSUERS setting must name it."),
     "cert.malformed": Advice(
         "A certificate that cannot be parsed cannot be checked, and TLS peers reject it.",
         "Export the certificate again; if it persists, ask GlobalSign to reissue it."),
     "credentials.api_key_missing": Advice(
         "The DIP needs the API key with the PFX.",
-        "Set the API key in the environment variable named by --api-key-env."),
+        "Set the API key in the environment variable named by --api-key-env.",
+        "Give the API key of your GlobalSign Atlas account (API key, apiKey)."),
     "credentials.api_secret_missing": Advice(
         "The DIP needs the API secret with the PFX.",
-        "Set the API secret in the environment variable named by --api-secret-env."),
+        "Set the API secret in the environment variable named by --api-secret-env.",
+        "Give the API secret of your GlobalSign Atlas account (API secret, apiSecret)."),
     "globalsign.mtls_rejected": Advice(
         "GlobalSign refused the certificate at the TLS handshake, so the DIP's check fails "
         "the same way.",
@@ -107,7 +120,9 @@ ADVICE: dict[str, Advice] = {
         "Try again later."),
     "globalsign.unexpected_response": Advice(
         "GlobalSign answered in a way dip-edge does not understand.",
-        "Try again later; if it persists, check --atlas-url."),
+        "Try again later; if it persists, check --atlas-url.",
+        "Try again later; if it persists, ask the cloud team to check the app's "
+        "ATLAS_BASE_URL setting."),
 }
 
 
@@ -116,9 +131,10 @@ def advice_for(code: str) -> Advice | None:
 
 
 def advised(finding) -> dict[str, str]:
-    """A finding as JSON (``code``, ``detail``) with ``why`` and ``action`` when advised."""
+    """A finding as the credential API gives it (``code``, ``detail``) with ``why`` and
+    ``action`` when advised."""
     document = finding.to_dict()
     advice = ADVICE.get(finding.code)
     if advice is not None:
-        document["why"], document["action"] = advice.why, advice.action
+        document["why"], document["action"] = advice.why, advice.for_api
     return document

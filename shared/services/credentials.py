@@ -12,7 +12,8 @@ and PFX offline (all findings together), then — only when those pass — the p
 GlobalSign Atlas. A GlobalSign outage answers 503 with ``Retry-After``. Each outcome is
 one ``credentials`` record and one ``audit`` record (:mod:`shared.telemetry`) naming the
 caller (``X-MS-CLIENT-PRINCIPAL-NAME`` / ``-ID`` from App Service authentication).
-Every finding carries the advice ``check-pfx`` prints (``why``, ``action``). Before any of
+Every finding carries the advice ``check-pfx`` prints (``why``, ``action``; the action in
+the API's terms where the CLI's names its flags). Before any of
 it, a browser POST from another site is refused (``shared.same_origin``).
 """
 
