@@ -58,7 +58,9 @@ def _medians(*probes: str, runs: int = RUNS) -> list[float]:
     probes their samples alternate, so that all see the same moments of a noisy machine."""
     samples: list[list[float]] = [[] for _ in probes]
     with tempfile.TemporaryDirectory() as state:
-        env = {**os.environ, "DIP_EDGE_STATE_DIR": state}
+        # Health answers 200 only with identity rules (the webhook fails closed without):
+        # "any" is the explicit test opt-out.
+        env = {**os.environ, "DIP_EDGE_STATE_DIR": state, "DIP_CLIENT_IDENTITIES": "any"}
         for _ in range(runs):
             for probe, out in zip(probes, samples, strict=True):
                 done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env=env,
