@@ -186,3 +186,37 @@ def test_installed_command_human_output(files):
     assert done.returncode == 1
     assert done.stdout.startswith("REJECTED as a DIP client certificate")
     assert "clientcert.identity_mismatch" in done.stdout
+
+
+def _installed(*argv) -> tuple[int, dict]:
+    done = subprocess.run([str(REPO / ".venv" / "bin" / "dip-edge"), "check-cert",
+                           *map(str, argv), "--json"], capture_output=True, text=True,
+                          timeout=60, env={"PATH": "/usr/bin:/bin"})
+    return done.returncode, json.loads(done.stdout)
+
+
+def test_a_root_given_as_an_intermediate_is_named_not_a_chain_too_long(files, dip_pki,
+                                                                        tmp_path):
+    # The operator's likely slip: the DIP-PKI root put among the intermediates
+    # (DIP_CLIENT_INTERMEDIATES, --chain) instead of the trust anchors. The verifier loops
+    # on it and says "max depth"; the detail must say what is wrong.
+    chain = tmp_path / "chain-with-root.pem"
+    chain.write_bytes(dip_pki.intermediate.cert_pem() + dip_pki.root.cert_pem())
+    code, doc = _installed(files["client.pem"], "--chain", chain, "--identities", "any")
+    assert code == 1 and [e["code"] for e in doc["errors"]] == ["clientcert.untrusted"]
+    detail = doc["errors"][0]["detail"]
+    root = dip_pki.root.certificate.subject.rfc4514_string()
+    assert f"ends at the self-signed '{root}', which is not a trust anchor" in detail, detail
+    assert "maximum depth" not in detail
+
+
+def test_a_self_signed_certificate_is_called_self_signed(tmp_path):
+    from shared.certs.devpki import issue
+
+    own = tmp_path / "self.pem"
+    own.write_bytes(issue("self-made.example", dns_names=("self-made.example",)).cert_pem())
+    code, doc = _installed(own, "--identities", "any")
+    assert code == 1 and [e["code"] for e in doc["errors"]] == ["clientcert.untrusted"]
+    detail = doc["errors"][0]["detail"]
+    assert "it is self-signed ('CN=self-made.example'), not issued by a trust anchor" in detail
+    assert "its issuer 'CN=self-made.example'" not in detail, detail

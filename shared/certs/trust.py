@@ -63,6 +63,8 @@ UNPARSABLE = (ValueError, TypeError, UnsupportedAlgorithm, x509.InvalidVersion,
               x509.DuplicateExtension, x509.UnsupportedGeneralNameType)
 
 log = logging.getLogger("dip_edge.certs")
+# Beginnings of verifier_words' sentences about a chain that cannot be built.
+_VERIFIER_CHAIN_WORDS = ("no trust anchor", "the chain to a trust anchor would be longer")
 
 USAGES: dict[str, tuple[x509.ObjectIdentifier, ...]] = {
     "client": (ExtendedKeyUsageOID.CLIENT_AUTH,),
@@ -302,11 +304,23 @@ class TrustPolicy:
             if not more:
                 break
             intermediates += more
-        if leaf.issuer not in {c.subject for c in (*self.anchors, *intermediates)}:
-            # The verifier's own reason ("no issuer verifies") says less than this.
-            reasons = [(u, r) for u, r in reasons if not r.startswith("no trust anchor")]
-            reasons.insert(0, (None, f"its issuer '{leaf.issuer.rfc4514_string()}' is neither "
-                                     "a trust anchor nor a known intermediate"))
+        # The verifier's own reasons for these ("no issuer verifies", or "max depth" from
+        # looping on a root offered as an intermediate) say less than ours.
+        root = None if leaf in self.anchors else self._untrusted_root(leaf, intermediates)
+        ours = None
+        if root is leaf:
+            ours = (f"it is self-signed ('{leaf.subject.rfc4514_string()}'), not issued by a "
+                    "trust anchor")
+        elif root is not None:
+            ours = (f"its chain ends at the self-signed '{root.subject.rfc4514_string()}', "
+                    "which is not a trust anchor (a root belongs among the trust anchors, "
+                    "not the intermediates)")
+        elif leaf.issuer not in {c.subject for c in (*self.anchors, *intermediates)}:
+            ours = (f"its issuer '{leaf.issuer.rfc4514_string()}' is neither a trust anchor "
+                    "nor a known intermediate")
+        if ours:
+            reasons = [(u, r) for u, r in reasons if not r.startswith(_VERIFIER_CHAIN_WORDS)]
+            reasons.insert(0, (None, ours))
         several = len({u for u, _ in reasons if u is not None}) > 1
         detail = "; ".join(dict.fromkeys(
             (f"as a {USAGE_NAMES[u]} certificate, " if several and u is not None else "") + r
@@ -314,6 +328,24 @@ class TrustPolicy:
         if notes:
             detail += "; " + "; ".join(notes)
         return None, f"the {self.label} does not chain to a trust anchor: {detail}", cacheable
+
+    def _untrusted_root(self, leaf: x509.Certificate,
+                        intermediates: Sequence[x509.Certificate]) -> x509.Certificate | None:
+        """The self-signed certificate, not an anchor, where the walk up from the leaf (by
+        issuer name, through ``intermediates``) ends, the leaf itself included; None when
+        the walk reaches an anchor's name or a missing issuer."""
+        anchor_subjects = {a.subject for a in self.anchors}
+        by_subject = {c.subject: c for c in intermediates}
+        node, seen = leaf, set()
+        while node.issuer not in anchor_subjects and node.subject not in seen:
+            if is_self_issued(node):
+                return node
+            seen.add(node.subject)
+            parent = by_subject.get(node.issuer)
+            if parent is None:
+                return None
+            node = parent
+        return None
 
     def _fetch_missing_issuer(self, leaf: x509.Certificate,
                               intermediates: list[x509.Certificate]
