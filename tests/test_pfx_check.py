@@ -7,7 +7,8 @@ import datetime as dt
 import subprocess
 
 import pytest
-from cryptography.hazmat.primitives import hashes
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
 
 from shared.certs.facts import describe, to_passwordless_pfx
@@ -226,6 +227,24 @@ class TestIssuer:
         assert codes(report.errors) == ["cert.untrusted_issuer"]
         assert "self-signed root" in report.errors[0].detail
 
+
+    def test_a_signature_algorithm_nothing_here_verifies_is_named(self, factory):
+        """ecdsa-with-SHA256 (1.2.840.10045.4.3.2, the issuing CA's) renumbered to
+        ...4.3.127, in the signed part and the outer signature alike: nobody can check who
+        signed it."""
+        leaf = factory.leaf("acme-odd-algorithm")
+        der = leaf.certificate.public_bytes(serialization.Encoding.DER)
+        ecdsa_sha256 = bytes.fromhex("2a8648ce3d040302")
+        assert der.count(ecdsa_sha256) == 2
+        odd = x509.load_der_x509_certificate(
+            der.replace(ecdsa_sha256, ecdsa_sha256[:-1] + b"\x7f"))
+        data = pkcs12.serialize_key_and_certificates(
+            b"x", leaf.private_key, odd, [factory.issuing.certificate], encryption(PASSWORD))
+        report = check_pfx(data, PASSWORD, POLICY)
+        untrusted = [f for f in report.errors if f.code == "cert.untrusted_issuer"]
+        assert len(untrusted) == 1, report.errors
+        assert "cannot be verified here" in untrusted[0].detail
+        assert "1.2.840.10045.4.3.127" in untrusted[0].detail
 
 def test_facts_of_the_leaf(factory):
     report = check(factory.rsa_aes)
