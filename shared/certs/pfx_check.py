@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, rsa
 
-from shared.certs import facts
+from shared.certs import MAX_PFX_BYTES, facts
 from shared.certs.issuer_trust import untrusted_issuer
 from shared.certs.pkcs12 import OpenedPfx, open_pfx
 from shared.certs.report import PfxReport
@@ -50,7 +50,7 @@ UNANALYSABLE = "The file could not be analysed."
 class PfxPolicy:
     trusted_issuers: tuple[x509.Certificate, ...] = ()  # extra issuers (--trust / setting)
     expiry_warning_days: int = 30
-    max_bytes: int = 1024 * 1024
+    max_bytes: int = MAX_PFX_BYTES
 
     SETTINGS: ClassVar[tuple[Setting[Any], ...]] = (Settings.pfx_trusted_issuers,
                                                      Settings.expiry_warning_days)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 
+from shared.certs import MAX_PFX_BYTES
 from shared.events.context import EventContext, Handled, logger, report_outcome
 from shared.events.schema import BlobRef, Event, blob_ref
 from shared.events.secret_events import log_outcome
@@ -39,7 +40,6 @@ EVENT_TYPE = "Microsoft.Storage.BlobCreated"
 UPLOAD_SETTINGS = (Settings.uploads_container, Settings.upload_import_to_key_vault,
                    Settings.upload_keep_blob)
 PASSWORD_SECRET_PREFIX = "pfx-upload-password-"  # noqa: S105 - a name, not a secret
-MAX_UPLOAD_BYTES = 1024 * 1024  # real PFX files are a few KB; the checker's limit
 
 
 def password_secret_name(blob_name: str) -> str:
@@ -70,7 +70,7 @@ def handle(event: Event, ctx: EventContext) -> Handled:
                     ctx.reports.location(name))
         return Handled("duplicate", name)
     upload = fetch_upload(settings, ref.container, ref.name, etag=etag,
-                          max_bytes=MAX_UPLOAD_BYTES)
+                          max_bytes=MAX_PFX_BYTES)
     subject = {"container": ref.container, "blob": ref.name, "eTag": etag,
                "size": upload.size if upload.exists else ref.content_length,
                "passwordSecret": password_secret_name(ref.name)}
@@ -87,7 +87,7 @@ def handle(event: Event, ctx: EventContext) -> Handled:
                               f"exists"),)
     elif upload.data is None:
         errors = (PFX_TOO_LARGE(f"the uploaded blob is {upload.size} bytes; a PFX may be at "
-                                f"most {MAX_UPLOAD_BYTES} bytes (real ones are a few KB)"),)
+                                f"most {MAX_PFX_BYTES} bytes (real ones are a few KB)"),)
     elif not upload.data:
         errors = (PFX_MISSING("the uploaded blob is empty"),)
     else:

@@ -22,6 +22,7 @@ import hashlib
 from importlib import resources
 from typing import TYPE_CHECKING
 
+from shared.certs import MAX_PFX_BYTES
 from shared.web import HttpResult
 
 if TYPE_CHECKING:
@@ -60,9 +61,7 @@ def _document(max_pfx_bytes: int) -> tuple[bytes, str]:
 
 
 def page(request: Request, settings: Settings) -> HttpResult:
-    from shared.certs.pfx_check import PfxPolicy
-
-    body, policy = _document(PfxPolicy.max_bytes)
+    body, policy = _document(MAX_PFX_BYTES)
     return HttpResult(200, body, {
         "Content-Type": "text/html; charset=utf-8",
         "Content-Security-Policy": policy,
