@@ -236,6 +236,9 @@ def test_send_to_a_server_of_another_ca_exits_3(served, pki_files, tmp_path):
     other_ca = pki_files.client_cert  # a certificate, but not the server's CA
     result = cli(*send_args(served.base_url + "/api/webhooks/dip", file, pki_files, other_ca))
     assert result.returncode == 3 and "CERTIFICATE_VERIFY_FAILED" in result.stderr
+    # Not "unreachable": it answered, and what to do is to give its CA.
+    assert "unreachable" not in result.stderr, result.stderr
+    assert "server certificate is not trusted" in result.stderr and "--ca" in result.stderr
 
 
 def test_spoofed_client_certificate_header_is_dropped(served, pki_files, dip_pki):

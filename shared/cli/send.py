@@ -47,6 +47,20 @@ def _tls_alert(exc: BaseException | None) -> str | None:
     return None
 
 
+def _untrusted_server(exc: BaseException) -> str | None:
+    """Our own refusal of the server's certificate (``--ca`` does not verify it), if that is
+    behind ``exc``: OpenSSL's reason and its verify message."""
+    import ssl
+
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, ssl.SSLCertVerificationError):
+            return f"{exc.reason}: {exc.verify_message}"
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
     import ssl
 
@@ -90,6 +104,11 @@ def run(args: argparse.Namespace) -> int:
             print(f"dip-edge send: {args.url} refused the TLS handshake: {alert}",
                   file=sys.stderr)
             return EXIT_INVALID
+        untrusted = _untrusted_server(exc)
+        if untrusted:
+            print(f"dip-edge send: {args.url}: its server certificate is not trusted "
+                  f"({untrusted}); give the CA that issued it with --ca", file=sys.stderr)
+            return EXIT_UNAVAILABLE
         print(f"dip-edge send: {args.url} unreachable: {type(exc).__name__}: {exc}",
               file=sys.stderr)
         return EXIT_UNAVAILABLE
