@@ -47,7 +47,7 @@ def _tls_alert(exc: BaseException | None) -> str | None:
     return None
 
 
-def _untrusted_server(exc: BaseException) -> str | None:
+def _untrusted_server(exc: BaseException | None) -> str | None:
     """Our own refusal of the server's certificate (``--ca`` does not verify it), if that is
     behind ``exc``: OpenSSL's reason and its verify message."""
     import ssl
