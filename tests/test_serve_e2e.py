@@ -159,6 +159,19 @@ def test_send_then_inbox_list_and_show(served, pki_files, tmp_path):
     assert cli("inbox", "--state-dir", str(served.state_dir), "show", "nope").returncode == 1
 
 
+def test_inbox_commands_elsewhere_create_nothing_and_say_where_they_looked(tmp_path):
+    # Run from another directory than serve's, "(the inbox is empty)" alone would read as
+    # "nothing was delivered"; and a read must not leave a new, empty inbox behind.
+    state = tmp_path / "not-serves-state"
+    env = {k: v for k, v in os.environ.items() if k not in ("INBOX_BACKEND", "INBOX_STORAGE")}
+    for argv, code, out in ((["list"], 0, "(the inbox is empty)"), (["list", "--json"], 0, "[]"),
+                            (["show", "some-id"], 1, "")):
+        result = cli("inbox", "--state-dir", str(state), *argv, env=env)
+        assert (result.returncode, result.stdout.strip()) == (code, out), result.stderr
+        assert f"no inbox at {state / 'inbox.sqlite3'}" in result.stderr
+        assert not state.exists()
+
+
 def test_channels_through_serve_are_distinct_and_logged_escaped(served, pki_files, tmp_path):
     file = tmp_path / "channel.json"
     file.write_bytes(delivery(f"tx-{uuid.uuid4()}"))

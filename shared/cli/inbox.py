@@ -35,7 +35,19 @@ def run(args: argparse.Namespace) -> int:
         os.environ["DIP_EDGE_STATE_DIR"] = args.state_dir
         get_settings.cache_clear()
     try:
-        inbox = open_inbox(get_settings())
+        settings = get_settings()
+        missing = _missing_sqlite_inbox(settings)
+        if missing is not None:
+            # Reading never creates an inbox: in another directory than serve's, an empty
+            # new one would pass for "nothing was delivered".
+            print(f"dip-edge inbox: no inbox at {missing}: nothing was stored there (serve "
+                  "keeps it in its state directory: --state-dir, DIP_EDGE_STATE_DIR)",
+                  file=sys.stderr)
+            if args.action == "list":
+                print("[]" if args.json else "(the inbox is empty)")
+                return EXIT_OK
+            return EXIT_INVALID
+        inbox = open_inbox(settings)
         try:
             if args.action == "list":
                 return _list(inbox, args)
@@ -45,6 +57,15 @@ def run(args: argparse.Namespace) -> int:
     except DipEdgeError as err:
         print(f"dip-edge inbox: {err.code}: {err}", file=sys.stderr)
         return EXIT_UNAVAILABLE if err.finding.type.retryable else EXIT_INVALID
+
+
+def _missing_sqlite_inbox(settings):
+    """The SQLite inbox's path when that is the backend and the file does not exist."""
+    from shared.dip.inbox import INBOX_SETTINGS
+
+    settings.require(*INBOX_SETTINGS)
+    path = (settings.state_dir / "inbox.sqlite3").absolute()
+    return path if settings.inbox_backend != "blob" and not path.exists() else None
 
 
 def _list(inbox, args) -> int:
