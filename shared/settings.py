@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, overload
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from shared.ncrontab import Schedule
 from shared.problems import CONFIG_INVALID, DipEdgeError
@@ -99,8 +99,19 @@ def _choice(*choices: str) -> Callable[[str], str]:
     return parse
 
 
+def _url(value: str, shape: str) -> SplitResult:
+    """The parts of a URL; a SettingError saying ``shape`` for one urlsplit refuses (an
+    unclosed ``[`` IPv6 bracket) or whose port is not a number up to 65535."""
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - parsed on access: raises for a bad port
+    except ValueError:
+        raise SettingError(f"must be {shape}, got {value!r}") from None
+    return parts
+
+
 def _https_url(value: str) -> str:
-    parts = urlsplit(value)
+    parts = _url(value, "an https:// URL")
     if parts.scheme != "https" or not parts.hostname:
         raise SettingError(f"must be an https:// URL, got {value!r}")
     return value.rstrip("/")
@@ -113,7 +124,7 @@ def _optional_https_url(value: str) -> str | None:
 def _base_url(value: str) -> str | None:
     if not value:
         return None
-    parts = urlsplit(value)
+    parts = _url(value, "a URL such as https://host[:port]")
     if parts.scheme not in {"http", "https"} or not parts.hostname:
         raise SettingError(f"must be a URL such as https://host[:port], got {value!r}")
     return value.rstrip("/")
@@ -125,7 +136,9 @@ def _pem_or_path(value: str) -> str | None:
         return None
     if "-----BEGIN" in value:
         return value
-    if not Path(value).is_file():
+    # os.path.isfile: False for a path it cannot stat (a name too long), where
+    # Path.is_file raises OSError.
+    if not os.path.isfile(value):
         raise SettingError(f"is neither inline PEM nor the path of a file: {value!r}")
     return value
 
@@ -136,7 +149,7 @@ def _json_or_path(value: str) -> str | None:
         return None
     if value.lstrip()[:1] in {"[", "{"}:
         return value
-    if not Path(value).is_file():
+    if not os.path.isfile(value):
         raise SettingError(f"is neither inline JSON nor the path of a file: {value!r}")
     return value
 

@@ -54,6 +54,27 @@ def test_bad_values_are_recorded_not_raised():
     assert settings.expiry_warning_days == 30  # falls back to the default
 
 
+def test_values_the_url_and_path_readers_refuse_are_issues_not_exceptions(app_env):
+    # urlsplit raises ValueError for an unclosed IPv6 bracket, a port is checked only when
+    # read, and Path.is_file raises OSError for a name too long to stat: each stopped
+    # load_settings (and so the import of function_app and every command) with a traceback.
+    bad = {"KEY_VAULT_URL": "https://[::1", "ATLAS_BASE_URL": "https://atlas.example:99999",
+           "DIP_PUBLIC_BASE_URL": "https://[edge.example", "PFX_TRUSTED_ISSUERS": "x" * 5000,
+           "DIP_CLIENT_IDENTITIES": "r" * 300}
+    settings = load_settings(bad)
+    assert sorted(issue.name for issue in settings.issues) == sorted(bad)
+    text = "\n".join(settings.errors)
+    assert "KEY_VAULT_URL: must be an https:// URL" in text
+    assert "ATLAS_BASE_URL: must be an https:// URL" in text
+    assert "DIP_PUBLIC_BASE_URL: must be a URL such as https://host[:port]" in text
+    assert "PFX_TRUSTED_ISSUERS: is neither inline PEM nor the path of a file" in text
+    assert "DIP_CLIENT_IDENTITIES: is neither inline JSON nor the path of a file" in text
+    app_env(**bad)
+    resp = call_http("health", "GET", "http://localhost/api/health")
+    assert resp.status_code == 503
+    assert json.loads(resp.get_body())["status"] == "misconfigured"
+
+
 def test_import_function_app_needs_no_settings():
     env = {"PATH": "/usr/bin:/bin"}
     code = "import function_app; print(len(function_app.app.get_functions()))"
