@@ -251,6 +251,16 @@ HOSTILE = {
     "space before the colon": HEAD + "Content-Length : 2\r\n\r\n[]",
     "obs-fold": HEAD + "X-Note: a\r\n folded\r\nContent-Length: 2\r\n\r\n[]",
     "no Host": "GET /api/health HTTP/1.1\r\n\r\n",
+    # Once no answer at all (StopIteration, ValueError in the front door), or the function
+    # called at https://[/api/... (its URL parsing then raised):
+    "HTTP/1.0 without Host": "GET /api/health HTTP/1.0\r\n\r\n",
+    "empty Host": "GET /api/health HTTP/1.1\r\nHost: \r\n\r\n",
+    "Host an unclosed IPv6 literal": "GET /api/health HTTP/1.1\r\nHost: [::1\r\n\r\n",
+    "Host with a path": "GET /api/health HTTP/1.1\r\nHost: a/b?c\r\n\r\n",
+    "Host with userinfo": "GET /api/health HTTP/1.1\r\nHost: user@localhost\r\n\r\n",
+    "Host with a port past 65535": "GET /api/health HTTP/1.1\r\nHost: localhost:99999\r\n\r\n",
+    "absolute-form target not a URL": "GET https://[/api/health HTTP/1.1\r\n"
+                                      "Host: localhost\r\n\r\n",
     "bad chunk size": HEAD + "Transfer-Encoding: chunked\r\n\r\nzz\r\n[]\r\n0\r\n\r\n",
 }
 

@@ -81,6 +81,8 @@ MOZILLA_INTERMEDIATE_CIPHERS = (
 FD_RESERVE = 64
 _BARE_CR_OR_LF = re.compile(rb"\r(?!\n)|(?<!\r)\n")
 _EVICTABLE = frozenset({"handshake", "head", "body"})
+# RFC 3986 host (reg-name or IP literal) and an optional port: no userinfo, path or query.
+_AUTHORITY = re.compile(r"(?:[A-Za-z0-9\-._~%!$&'()*+,;=]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]*)?")
 
 
 class Worker(Protocol):
@@ -525,7 +527,11 @@ class _Server:
         logger.debug("%s: %s %s HTTP/%s", connection.address, method, target,
                      event.http_version.decode())
         if target.startswith(("http://", "https://")):
-            parts = urlsplit(target)  # absolute-form (RFC 9112 3.2.2)
+            try:
+                parts = urlsplit(target)  # absolute-form (RFC 9112 3.2.2)
+            except ValueError:  # e.g. "https://[/x": an unclosed IPv6 literal
+                raise _refuse(REQUEST_MALFORMED(
+                    "The request target is not a valid absolute URL.")) from None
         else:  # origin-form: "//x/y" is a path, not a host
             path, _, query = target.partition("#")[0].partition("?")
             parts = urlsplit("")._replace(path=path, query=query)
@@ -545,8 +551,13 @@ class _Server:
             headers["X-ARR-ClientCert"] = client_cert
         body, leftover = self._read_body(connection, parser, event, rest, route,
                                         parts.path)
-        # An absolute-form target (RFC 9112 3.2.2) names the host itself.
-        host = parts.netloc or next(v for k, v in headers.items() if k.lower() == "host")
+        # An absolute-form target (RFC 9112 3.2.2) names the host itself. HTTP/1.0 may
+        # leave Host out (h11 requires it of 1.1 only).
+        host = parts.netloc or next((v for k, v in headers.items() if k.lower() == "host"), "")
+        if not _is_authority(host):
+            # The function builds URLs from it (the signed URL, same-origin checks).
+            raise _refuse(REQUEST_MALFORMED("The request names no valid host (Host must be "
+                                            "host or host:port, RFC 9112 3.2)."))
         path = parts.path + (f"?{parts.query}" if parts.query else "")
         request = HostRequest(method=method, url=f"https://{host}{path}", headers=headers,
                               params=dict(parse_qsl(parts.query)), route_params=route_params,
@@ -662,6 +673,18 @@ class _Server:
             connection.sendall(payload, time.monotonic() + self.limits.handshake_timeout)
         except (SSL.Error, OSError, _Timeout, _Closed):
             pass
+
+
+def _is_authority(host: str) -> bool:
+    """Whether ``host`` is ``host[:port]`` (a name, IPv4 or a bracketed IPv6 literal)."""
+    if not _AUTHORITY.fullmatch(host):
+        return False
+    try:
+        parts = urlsplit(f"https://{host}/")
+        parts.port  # noqa: B018 - raises ValueError past 65535
+    except ValueError:  # a bracketed literal that is not an IP address
+        return False
+    return bool(parts.hostname)
 
 
 def _reason(status: int) -> bytes:
