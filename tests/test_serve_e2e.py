@@ -496,6 +496,7 @@ def test_dev_certificates_work_out_of_the_box(tmp_path):
         assert health["configuration"]["trust"]["client"]["identities"]["mode"] == "rules"
         assert health["configuration"]["trust"]["signer"]["identities"]["setting"] == \
             "DIP_SIGNER_IDENTITIES"
+        assert "refuses every delivery" not in instance.stderr()
     finally:
         stop(instance)
 
@@ -503,6 +504,10 @@ def test_dev_certificates_work_out_of_the_box(tmp_path):
 def test_own_trust_configuration_without_identities_fails_closed(dip_pki, pki_files, tmp_path):
     instance = start_serve(tmp_path / "state", without_identities(dip_pki))
     try:
+        # Said at start, before the first delivery is refused: nothing in the banner did.
+        started = instance.stderr()
+        assert "warning: the webhook refuses every delivery (503 config.invalid)" in started
+        assert "set DIP_CLIENT_IDENTITIES and DIP_SIGNER_IDENTITIES" in started
         file = tmp_path / "delivery.json"
         file.write_bytes(delivery("tx-unwelcome"))
         with tls_client(instance, pki_files.client_cert, pki_files.client_key) as client:

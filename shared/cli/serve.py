@@ -97,6 +97,7 @@ def _configure_environment(state_dir: Path) -> Path:
 
 def run(args: argparse.Namespace) -> int:
     import function_app
+    from shared.certs.trust_config import identities_missing, missing_identities
     from shared.devhost import logredact
     from shared.devhost.devcerts import DevCertPaths
     from shared.devhost.functions import FunctionTable
@@ -128,6 +129,10 @@ def run(args: argparse.Namespace) -> int:
     configure_sdk_logging(settings.azure_sdk_log_level)
     for error in settings.errors:
         print(f"warning: setting {error}", file=sys.stderr)
+    missing = missing_identities(settings)
+    if missing:  # said now, not first at the DIP's first delivery
+        print("warning: the webhook refuses every delivery (503 config.invalid): "
+              f"{identities_missing(missing).finding.detail}", file=sys.stderr)
 
     client_cas = None
     if args.verify_client_at_tls:
