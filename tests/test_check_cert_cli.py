@@ -163,6 +163,9 @@ def test_anchors_in_force_are_named(capsys, files, dip_pki):
     ["client.pem", "--anchors", ""],
     ["/proc/self/mem"],  # a file that cannot be read (EIO) raised OSError
     [".", "--anchors", "anchors.pem"],
+    ["x" * 5000],  # a name too long to stat raised OSError (ENAMETOOLONG)
+    ["client.pem", "--anchors", "x" * 5000],
+    ["client.pem", "--chain", "x" * 5000],
 ])
 def test_usage_errors_exit_2(capsys, files, argv):
     resolved = [str(files.get(a, a)) for a in argv]

@@ -168,6 +168,7 @@ def test_identity_rule_reads_der_and_names_the_signer(pems):
 
 @pytest.mark.parametrize(("argv", "message"), [
     (["missing"], "no such file"),
+    (["x" * 5000], "no such file"),  # too long a name to stat: it raised OSError
     (["garbage"], "not a readable"),
     (["ca"], "is a CA certificate"),
     (["client", "--pin", "serial"], "invalid choice"),

@@ -25,6 +25,34 @@ class UsageError(Exception):
     """A mistake in how the command was called; printed, exit code 2."""
 
 
+# A certificate file the commands read is at most this large (real ones are a few KB).
+MAX_CERT_FILE_BYTES = 1024 * 1024
+
+
+def existing_file(value: str) -> str:
+    """``value``, when it names a regular file; a UsageError saying what it is otherwise.
+
+    ``os.path`` answers False for a path it cannot stat (a name too long among them), where
+    ``Path.is_file`` raises OSError."""
+    if not os.path.isfile(value):
+        raise UsageError(f"not a regular file: {value}" if os.path.lexists(value)
+                         else f"no such file: {value}")
+    return value
+
+
+def read_certificate_file(value: str) -> bytes:
+    """The bytes of the certificate file ``value`` (a UsageError when it is missing,
+    unreadable or larger than :data:`MAX_CERT_FILE_BYTES`)."""
+    try:
+        with open(existing_file(value), "rb") as file:
+            data = file.read(MAX_CERT_FILE_BYTES + 1)  # one byte more tells "too large"
+    except OSError as exc:
+        raise UsageError(f"cannot read {value}: {exc.strerror or type(exc).__name__}") from None
+    if len(data) > MAX_CERT_FILE_BYTES:
+        raise UsageError(f"{value}: larger than {MAX_CERT_FILE_BYTES} bytes; not a certificate")
+    return data
+
+
 def _commands():
     for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
         if info.name.startswith("_"):

@@ -18,10 +18,9 @@ import argparse
 import datetime as dt
 import json
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from shared.cli import EXIT_INVALID, EXIT_OK, UsageError
+from shared.cli import EXIT_INVALID, EXIT_OK, UsageError, existing_file, read_certificate_file
 
 if TYPE_CHECKING:
     from shared.settings import Settings
@@ -29,7 +28,6 @@ if TYPE_CHECKING:
 NAME = "check-cert"
 HELP = ("Check a certificate against the webhook's client-certificate policy (anchors, "
         "chain, extended key usage, identity rules), as the webhook would.")
-MAX_FILE_BYTES = 1024 * 1024
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -65,10 +63,10 @@ def run(args: argparse.Namespace) -> int:
         sources = TrustSources.from_settings(settings, "client")
         sources = replace(
             sources,
-            anchors=("--anchors", _path(args.anchors)) if args.anchors is not None
+            anchors=("--anchors", existing_file(args.anchors)) if args.anchors is not None
             else sources.anchors,
             intermediates=sources.intermediates
-            + tuple(("--chain", _path(p)) for p in args.chain)
+            + tuple(("--chain", existing_file(p)) for p in args.chain)
             + ((("CERT", extra_pem),) if extra_pem else ()),
             identities=("--identities", _json_or_path(args.identities))
             if args.identities is not None else sources.identities,
@@ -118,20 +116,12 @@ def _parse_time(text: str) -> dt.datetime:
     return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
-def _path(value: str) -> str:
-    path = Path(value)
-    if not path.is_file():
-        raise UsageError(f"no such file: {value}" if not path.exists()
-                         else f"not a regular file: {value}")
-    return str(path)
-
-
 def _json_or_path(value: str) -> str:
     from shared.certs.trust_config import ANY_IDENTITY
 
     if value.strip().lower() == ANY_IDENTITY:
         return ANY_IDENTITY
-    return value if value.lstrip()[:1] in {"[", "{"} else _path(value)
+    return value if value.lstrip()[:1] in {"[", "{"} else existing_file(value)
 
 
 def _read_certificate(value: str):
@@ -139,14 +129,7 @@ def _read_certificate(value: str):
     from cryptography import x509
     from cryptography.hazmat.primitives.serialization import Encoding
 
-    path = Path(_path(value))
-    try:
-        with path.open("rb") as file:
-            data = file.read(MAX_FILE_BYTES + 1)
-    except OSError as exc:
-        raise UsageError(f"cannot read {value}: {exc.strerror or type(exc).__name__}") from None
-    if len(data) > MAX_FILE_BYTES:
-        raise UsageError(f"{value}: larger than {MAX_FILE_BYTES} bytes; not a certificate")
+    data = read_certificate_file(value)
     if b"-----BEGIN CERTIFICATE-----" not in data:
         return data, ""  # DER, or garbage the policy reports as clientcert.malformed
     try:

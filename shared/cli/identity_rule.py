@@ -16,14 +16,12 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
-from shared.cli import EXIT_OK, UsageError
+from shared.cli import EXIT_OK, UsageError, read_certificate_file
 
 NAME = "identity-rule"
 HELP = ("Print the JSON identity rule (subject and issuer, SPKI or thumbprint pin) for a "
         "certificate, ready for DIP_CLIENT_IDENTITIES / DIP_SIGNER_IDENTITIES.")
-MAX_FILE_BYTES = 1024 * 1024
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -54,17 +52,7 @@ def _read_certificate(value: str):
 
     from shared.certs.trust import UNPARSABLE
 
-    path = Path(value)
-    if not path.is_file():
-        raise UsageError(f"no such file: {value}" if not path.exists()
-                         else f"not a regular file: {value}")
-    try:
-        with path.open("rb") as file:
-            data = file.read(MAX_FILE_BYTES + 1)
-    except OSError as exc:
-        raise UsageError(f"cannot read {value}: {exc.strerror or type(exc).__name__}") from None
-    if len(data) > MAX_FILE_BYTES:
-        raise UsageError(f"{value}: larger than {MAX_FILE_BYTES} bytes; not a certificate")
+    data = read_certificate_file(value)
     try:
         if b"-----BEGIN CERTIFICATE-----" in data:
             certificate = x509.load_pem_x509_certificates(data)[0]
