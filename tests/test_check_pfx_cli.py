@@ -384,10 +384,20 @@ def test_offline_flag_and_offline_errors_skip_the_login(cli, atlas, files):
     assert atlas.logins() == 0
 
 
-def test_bad_atlas_url_is_a_usage_error(cli, atlas):
+@pytest.mark.parametrize(("option", "value"), [
+    ("--atlas-url", "http://127.0.0.1:1/v2"),
+    # urlsplit's ValueError (an unclosed bracket, a port over 65535) and a path too long to
+    # stat (OSError) came out as tracebacks
+    ("--atlas-url", "https://[127.0.0.1:1/v2"),
+    ("--atlas-url", "https://127.0.0.1:99999/v2"),
+    ("--atlas-ca", "x" * 5000),
+])
+def test_bad_atlas_url_or_ca_is_a_usage_error(cli, atlas, option, value):
     args = _online(atlas, atlas.pfx_path)
-    args[args.index("--atlas-url") + 1] = "http://127.0.0.1:1/v2"
-    assert cli(*args, **ONLINE_ENV)[0] == 2
+    args[args.index(option) + 1] = value
+    exit_code, out, err = cli(*args, **ONLINE_ENV)
+    assert exit_code == 2
+    assert err.startswith(f"dip-edge check-pfx: {option}") and "Traceback" not in out + err
 
 
 def test_a_mistyped_option_does_not_repeat_what_follows_it(files):

@@ -19,7 +19,6 @@ import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from shared.cli import EXIT_INVALID, EXIT_OK, EXIT_UNAVAILABLE, UsageError
 
@@ -208,12 +207,12 @@ def _connection(args: argparse.Namespace, settings: Settings) -> AtlasConnection
         raise UsageError(str(err)) from None
     overrides: dict[str, Any] = {}
     if args.atlas_url:
-        parts = urlsplit(args.atlas_url)
-        if parts.scheme != "https" or not parts.hostname:
-            raise UsageError(f"--atlas-url must be an https:// URL, got {args.atlas_url!r}")
-        overrides["base_url"] = args.atlas_url.rstrip("/")
+        try:  # ATLAS_BASE_URL's own parser (it refuses what urlsplit cannot split)
+            overrides["base_url"] = Settings.atlas_base_url.parse(args.atlas_url)
+        except ValueError as exc:
+            raise UsageError(f"--atlas-url {exc}") from None
     if args.atlas_ca:
-        if not Path(args.atlas_ca).is_file():
+        if not os.path.isfile(args.atlas_ca):  # False for a name too long to stat
             raise UsageError(f"--atlas-ca {args.atlas_ca}: no such file")
         overrides["ca_bundle"] = args.atlas_ca
     return dataclasses.replace(connection, **overrides)
