@@ -259,6 +259,11 @@ def test_empty_api_key_is_a_finding(cli, files):
                             "--api-secret-env", "S", "--json", K="", S=API_SECRET)
     assert exit_code == 1
     assert [e["code"] for e in json.loads(out)["errors"]] == ["credentials.api_key_missing"]
+    exit_code, out, _ = cli(str(files["rsa_passwordless"]), "--api-key-env", "K",
+                            "--api-secret-env", "S", K="", S=API_SECRET)
+    assert exit_code == 1 and "credentials.api_key_missing" in out
+    # The human report says why GlobalSign was not asked (it printed "GlobalSign Atlas: None").
+    assert out.rstrip().endswith("GlobalSign Atlas: not asked: fix the problems above first")
 
 
 # -- the password prompt on a real terminal -------------------------------------------------

@@ -91,7 +91,9 @@ def run(args: argparse.Namespace) -> int:
     if inputs.api_secret == "":
         empty.append(
             API_SECRET_MISSING(f"The environment variable {args.api_secret_env} is empty."))
-    online = skipped is None and not empty
+    if skipped is None and empty:
+        skipped = "not asked: fix the problems above first"
+    online = skipped is None
     try:  # an empty key or secret: not asked (the gate), reported after the PFX's findings
         verdict = validate_credentials(report, inputs.api_key if online else None,
                                        inputs.api_secret, lambda: _connection(args, settings))
