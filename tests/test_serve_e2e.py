@@ -501,6 +501,28 @@ def test_dev_certificates_work_out_of_the_box(tmp_path):
         stop(instance)
 
 
+def test_the_banners_commands_run_as_printed_from_another_directory(tmp_path):
+    # `make run` in one terminal, the banner's commands pasted into another, where the
+    # virtual environment's dip-edge is not on PATH.
+    instance = start_serve(tmp_path / "state", NO_TRUST_CONFIG)
+    try:
+        banner = []
+        while not banner or "Ctrl-C stops." not in banner[-1]:
+            banner.append(instance.process.stdout.readline())
+        start = next(i for i, line in enumerate(banner) if " send https://" in line)
+        script = "".join(banner[start:start + 4])  # send (three lines), inbox list
+        assert banner[start + 3].lstrip().startswith(DIP_EDGE + " inbox "), script
+        elsewhere = tmp_path / "elsewhere"
+        elsewhere.mkdir()
+        done = subprocess.run(["bash", "-c", script], capture_output=True, text=True,
+                              timeout=60, cwd=elsewhere, env={"PATH": "/usr/bin:/bin"})
+        assert done.returncode == 0, (script, done.stdout, done.stderr)
+        assert done.stdout.startswith("HTTP 200") and '"accepted":1' in done.stdout
+        assert "IF-033" in done.stdout.splitlines()[-1]  # the inbox list line
+    finally:
+        stop(instance)
+
+
 def test_own_trust_configuration_without_identities_fails_closed(dip_pki, pki_files, tmp_path):
     instance = start_serve(tmp_path / "state", without_identities(dip_pki))
     try:

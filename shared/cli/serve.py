@@ -192,6 +192,9 @@ def _raise_open_file_limit() -> None:
 def _print_banner(host, functions, certs, state_dir: Path, worker, *,
                   verify_at_tls: bool) -> None:
     url = host.base_url
+    # The dip-edge being run (`make run`'s is not on PATH), so the commands paste as they are.
+    beside = Path(sys.executable).with_name("dip-edge")
+    command = str(beside) if beside.exists() else "dip-edge"
     tls = f"--cacert {certs.ca} --cert {certs.client_cert} --key {certs.client_key}"
     checked = ("verified in the handshake" if verify_at_tls
                else "any accepted, the functions decide")
@@ -211,10 +214,10 @@ def _print_banner(host, functions, certs, state_dir: Path, worker, *,
         f"    curl {tls} {url}/api/health",
         f"    curl {tls} -H \"x-functions-key: $(cat {state_dir / 'function-key'})\" "
         f"{url}/api/credentials",
-        f"    dip-edge send {url}/api/webhooks/dip {state_dir / 'sample-delivery.json'} \\",
+        f"    {command} send {url}/api/webhooks/dip {state_dir / 'sample-delivery.json'} \\",
         f"      --ca {certs.ca} --cert {certs.client_cert} --key {certs.client_key} \\",
         f"      --sign-cert {certs.signer_cert} --sign-key {certs.signer_key}",
-        f"    dip-edge inbox list --state-dir {state_dir}",
+        f"    {command} inbox --state-dir {state_dir} list",
         f"  the Certificate Admin's page: {url}/api/portal (the browser needs the client "
         f"certificate {certs.client_cert} with {certs.client_key}; the page asks once for "
         f"the function key, in {state_dir / 'function-key'})",
