@@ -267,6 +267,29 @@ def test_a_duplicate_of_a_delivery_never_announced_is_announced(azurite, names):
     assert announced(azurite, names[2]) == ["tx-0", "tx-1", "tx-5"]
 
 
+def test_an_unexpected_failure_is_logged_by_type_and_place_never_its_message(
+        azurite, names, caplog):
+    """An exception the inbox does not expect (here from inside the SDK's pipeline) may
+    carry a request's URL, with a SAS token, or data: the log names its type and where it
+    was raised, without its message or a traceback."""
+    secret = "sig=" + uuid.uuid4().hex
+    inbox = connect(azurite, names)
+    inbox.store(delivery("tx-0"), RECEIPT)
+
+    def fail(request):
+        if "/messages" in request.http_request.url:
+            raise RuntimeError(f"{request.http_request.url}?{secret}")
+
+    caplog.set_level(logging.INFO)
+    with pytest.raises(DipEdgeError) as caught:
+        connect(azurite, names, raw_request_hook=fail).store(delivery("tx-1"), RECEIPT)
+    assert caught.value.code == "inbox.unavailable"
+    (record,) = [r for r in caplog.records if "unexpected failure" in r.getMessage()]
+    assert "RuntimeError" in record.getMessage() and " in " in record.getMessage()
+    assert record.exc_info is None
+    assert secret not in caplog.text and secret not in str(caught.value)
+
+
 def test_a_large_message_keeps_the_pointer_small(azurite, names):
     inbox = connect(azurite, names)
     (message,) = delivery("big", filler="x" * 300_000)

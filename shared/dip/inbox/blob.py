@@ -60,6 +60,7 @@ from shared.dip.inbox import (
     StoreResult,
     result_of,
 )
+from shared.faults import raised_at
 from shared.problems import CONFIG_INVALID, INBOX_UNAVAILABLE, DipEdgeError
 from shared.settings import Settings
 from shared.telemetry import dependency_failure
@@ -230,8 +231,10 @@ class BlobInbox:
                 retry_after=30) from None
         except AzureError as exc:
             raise _unavailable(exc) from None
-        except Exception as exc:  # e.g. the SDK's ParseError on a garbled error answer
-            logger.exception("unexpected failure storing a delivery: %s", type(exc).__name__)
+        except Exception as exc:  # noqa: BLE001 - e.g. the SDK's ParseError on a garbled answer
+            # Type and place only: a message or traceback may hold a URL with a SAS token.
+            logger.error("unexpected failure storing a delivery: %s at %s",
+                         type(exc).__name__, raised_at(exc))
             raise _unavailable(exc) from None
         return result_of(messages, outcomes, receipt)
 
