@@ -8,14 +8,14 @@ A delivery costs a handful of storage requests whatever its size:
    and created with ``If-None-Match: *`` (a redelivery of the same messages finds it);
 2. **the index** in table ``INBOX_TABLE``: one entity per transaction ID, created with
    entity-group transactions of up to 100 entities of one partition, all partitions at
-   once. Keys are hashes of the transaction ID (PartitionKey: its first hex digit, RowKey:
-   all 64), so a lookup by transaction ID is one point read and any ID is a valid key. The
-   entity holds the message's metadata and where its bytes are (blob, offset, length,
-   SHA-256). A create that finds an ID already there makes that chunk look its IDs up (14
-   per query: Azure allows 15 comparisons per filter) and create the rest; such a message
-   is a duplicate, or a conflict if its SHA-256 differs. A conflict's copy is indexed
-   beside the original (RowKey ``<key>-<sha256 of the copy>``, the bytes in this
-   delivery's blob); the original is never touched;
+   once. Keys are hashes of the transaction ID (PartitionKey: ``p`` and its first 32 bits
+   modulo 16, RowKey: all 64 hex digits), so a lookup by transaction ID is one point read
+   and any ID is a valid key. The entity holds the message's metadata and where its bytes
+   are (blob, offset, length, SHA-256). A create that finds an ID already there makes that
+   chunk look its IDs up (14 per query: Azure allows 15 comparisons per filter) and create
+   the rest; such a message is a duplicate, or a conflict if its SHA-256 differs. A
+   conflict's copy is indexed beside the original (RowKey ``<key>-<sha256 of the copy>``,
+   the bytes in this delivery's blob); the original is never touched;
 3. **the pointers**: queue messages in ``INBOX_QUEUE`` naming the blob and, per message to
    process, its transaction ID, interface ID, offset and length, packed into as few
    messages as fit in 64 KiB (base64, as the Functions queue trigger expects);
@@ -269,15 +269,10 @@ class BlobInbox:
         first: dict[str, int] = {}
         for i, m in enumerate(messages):
             first.setdefault(m.transaction_id, i)
-        by_partition: dict[str, list[dict]] = {}
-        for i in first.values():
-            entity = self._entity(delivery, i)
-            by_partition.setdefault(entity["PartitionKey"], []).append(entity)
-        chunks = [entities[at:at + BATCH_LIMIT] for entities in by_partition.values()
-                  for at in range(0, len(entities), BATCH_LIMIT)]
         found: dict[str, dict] = {}  # RowKey -> the stored original, for IDs already there
         for existing in self._run_all(budget, [
-                partial(self._create, chunk, budget) for chunk in chunks]):
+                partial(self._create, chunk, budget)
+                for chunk in _batches(self._entity(delivery, i) for i in first.values())]):
             found.update(existing)
 
         outcomes: list[str] = []
@@ -307,11 +302,9 @@ class BlobInbox:
                     announce.append(i)  # ours, from an attempt that never finished
                 else:
                     foreign.setdefault(where, []).append(i)
-        tasks: list[Callable[[], object]] = []
-        for partition_copies in _by_partition(copies.values()):
-            for at in range(0, len(partition_copies), BATCH_LIMIT):
-                batch = partition_copies[at:at + BATCH_LIMIT]
-                tasks.append(partial(self._transact, [("upsert", entity) for entity in batch]))
+        tasks: list[Callable[[], object]] = [
+            partial(self._transact, [("upsert", entity) for entity in batch])
+            for batch in _batches(copies.values())]
         if foreign:
             checks = list(foreign.items())
             states = self._run_all(budget, [
@@ -596,11 +589,13 @@ def pointer_messages(container: str, delivery: _Delivery, indexes: Iterable[int]
         yield text
 
 
-def _by_partition(entities: Iterable[dict]) -> list[list[dict]]:
+def _batches(entities: Iterable[dict]) -> list[list[dict]]:
+    """The entities in entity-group transactions: by partition, at most 100 each."""
     groups: dict[str, list[dict]] = {}
     for entity in entities:
         groups.setdefault(entity["PartitionKey"], []).append(entity)
-    return list(groups.values())
+    return [group[at:at + BATCH_LIMIT] for group in groups.values()
+            for at in range(0, len(group), BATCH_LIMIT)]
 
 
 def _marked(metadata: dict[str, str], count: int) -> list[str] | None:
