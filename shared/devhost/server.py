@@ -537,16 +537,18 @@ class _Server:
             parts = urlsplit("")._replace(path=path, query=query)
         route, route_params = self._route(method, parts.path, parts.query, event)
         headers: dict[str, str] = {}
+        spelled: dict[str, str] = {}  # lower-cased name -> the first spelling (a 32 KiB
+        # head holds thousands of names: no scan of the headers per header)
         for name, value in event.headers.raw_items():
             key = name.decode("latin-1")
             if key.lower() == "x-arr-clientcert":  # only the handshake's certificate counts
                 continue
             text = value.decode("latin-1")
-            existing = next((k for k in headers if k.lower() == key.lower()), None)
-            if existing is None:
-                headers[key] = text
-            else:
+            existing = spelled.setdefault(key.lower(), key)
+            if existing in headers:
                 headers[existing] += ", " + text
+            else:
+                headers[existing] = text
         if client_cert:
             headers["X-ARR-ClientCert"] = client_cert
         body, leftover = self._read_body(connection, parser, event, rest, route,
