@@ -483,6 +483,8 @@ class BlobInbox:
             return self._run_parallel(budget, calls)
 
     def _run_parallel(self, budget: _Budget, calls: Sequence[Callable[[], object]]) -> list:
+        from azure.core.exceptions import ResourceNotFoundError
+
         if not calls:
             return []
         futures = [self._pool.submit(call) for call in calls]
@@ -494,6 +496,11 @@ class BlobInbox:
             if failure is not None:
                 for other in pending:
                     other.cancel()
+                if isinstance(failure, ResourceNotFoundError):
+                    # _run_all recreates and runs them all again: those in flight end
+                    # first, or one landing after the table is back would make the rerun
+                    # report this delivery's own new message as a duplicate.
+                    concurrent.futures.wait(pending, timeout=max(0.0, budget.remaining()))
                 raise failure
         if pending:
             for future in pending:
