@@ -117,12 +117,24 @@ def test_portal_headers_allow_only_its_own_hashed_script_and_style(app_env):
     assert response.headers["Cache-Control"] == "no-store"
 
 
-def test_portal_holds_no_data_the_same_bytes_before_and_after_a_save(app_env, tmp_path):
+def test_portal_holds_no_data_the_same_bytes_before_and_after_a_save(app_env, fake_atlas,
+                                                                     account, tmp_path):
     """The page is static: what is stored reaches it only through the keyed API."""
+    from shared.services import portal
+
+    app_env(**fake_atlas.env())
     before = get_portal().get_body()
+    saved = call_http("credentials", "POST", f"{BASE}/api/credentials",
+                      body=json.dumps(account).encode(),
+                      headers={"Content-Type": "application/json"})
+    assert saved.status_code == 201, saved.get_body()
     reports = DirectoryReports(tmp_path / "state" / "reports")
     reports.put("keyvault/globalsign-pfx/v1.json", {"kind": "secret", "handledAt": "x"})
-    assert get_portal().get_body() == before
+    portal._document.cache_clear()  # built again, now that a set and a report are stored
+    after = get_portal().get_body()
+    assert after == before
+    thumbprint = json.loads(saved.get_body())["stored"]["thumbprint"]
+    assert thumbprint.encode() not in after and account["apiKey"].encode() not in after
 
 
 # -- the same-origin rule --------------------------------------------------------------------
