@@ -85,3 +85,19 @@ def test_dev_certs_command(tmp_path):
                             capture_output=True, text=True)
     assert forced.returncode == 0
     assert (target / "ca.pem").read_bytes() != ca.public_bytes(Encoding.PEM)
+
+
+@pytest.mark.parametrize("command", [["dev-certs", "{dir}"],
+                                     ["serve", "--port", "0", "--state-dir", "{dir}"]])
+@pytest.mark.parametrize("where", ["under-a-file", "too-long"])
+def test_an_unusable_directory_is_a_usage_error(tmp_path, command, where):
+    """A directory that cannot be made (below a regular file, or a name longer than the
+    file system allows) is said in one line with exit 2, not an OSError traceback."""
+    (tmp_path / "file").write_text("not a directory")
+    directory = tmp_path / "file" / "state" if where == "under-a-file" else tmp_path / (
+        "x" * 300)
+    run = subprocess.run([DIP_EDGE, *(a.format(dir=directory) for a in command)],
+                         capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert run.returncode == 2, run.stderr
+    assert "Traceback" not in run.stderr and "cannot" in run.stderr
+    assert len(run.stderr.strip().splitlines()) == 1

@@ -21,9 +21,13 @@ def run(args: argparse.Namespace) -> int:
     from shared.devhost.devcerts import DevCertPaths, write_dev_certs
 
     directory = Path(args.directory)
-    if DevCertPaths.in_dir(directory).ca.exists() and not args.force:
-        raise UsageError(f"{directory} already holds dev certificates (--force replaces them)")
-    paths = write_dev_certs(directory)
+    try:
+        if DevCertPaths.in_dir(directory).ca.exists() and not args.force:
+            raise UsageError(f"{directory} already holds dev certificates "
+                             "(--force replaces them)")
+        paths = write_dev_certs(directory)
+    except OSError as exc:
+        raise UsageError(f"cannot write to the directory: {exc.strerror}") from None
     rows = [("CA (trust anchor)", paths.ca), ("issuing CA", paths.intermediate),
             ("server certificate", paths.server_cert), ("server key", paths.server_key),
             ("client certificate", paths.client_cert), ("client key", paths.client_key),

@@ -118,12 +118,15 @@ def run(args: argparse.Namespace) -> int:
     # The worker's own records (its indexing summary, a line per invocation) are debugging.
     logging.getLogger("azure.functions").setLevel(logging.DEBUG if args.debug else logging.WARNING)
     state_dir = Path(args.state_dir or os.environ.get("DIP_EDGE_STATE_DIR") or ".dip-edge")
-    state_dir = private_dir(state_dir.resolve())
-    function_key = _function_key(state_dir / "function-key")
-    logredact.install([function_key])
+    try:
+        state_dir = private_dir(state_dir.resolve())
+        function_key = _function_key(state_dir / "function-key")
+        logredact.install([function_key])
+        certs = DevCertPaths.in_dir(_configure_environment(state_dir))
+        _sample_delivery(state_dir / "sample-delivery.json")
+    except OSError as exc:
+        raise UsageError(f"cannot use the state directory: {exc.strerror}") from None
     _raise_open_file_limit()
-    certs = DevCertPaths.in_dir(_configure_environment(state_dir))
-    _sample_delivery(state_dir / "sample-delivery.json")
     get_settings.cache_clear()
     settings = get_settings()
     configure_sdk_logging(settings.azure_sdk_log_level)
