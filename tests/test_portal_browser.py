@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
-import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,30 +18,15 @@ from cryptography.hazmat.primitives.serialization import BestAvailableEncryption
 from shared.certs.advice import ADVICE
 from shared.certs.facts import describe
 from tests.support.leaks import assert_no_secrets
+from tests.test_serve_e2e import Served, start_serve, stop
 
 pytestmark = pytest.mark.xdist_group("portal")
 
-DIP_EDGE = str(Path(sys.executable).with_name("dip-edge"))
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu",
                  "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
 PFX_PASSWORD = "Portal-Browser-Pfx-Pw-" + uuid.uuid4().hex[:8]
-
-
-@dataclass
-class Served:
-    process: subprocess.Popen
-    base_url: str
-    state_dir: Path
-
-    @property
-    def certs(self) -> Path:
-        return self.state_dir / "dev-certs"
-
-    @property
-    def function_key(self) -> str:
-        return (self.state_dir / "function-key").read_text().strip()
 
 
 @dataclass
@@ -58,29 +40,14 @@ class Account:
 @pytest.fixture(scope="module")
 def served(tmp_path_factory, atlas_server):
     state = tmp_path_factory.mktemp("portal") / "state"
-    env = {**os.environ, **atlas_server.env(), "ATLAS_MAX_RETRIES": "0",
-           "ATLAS_TIMEOUT_SECONDS": "5"}
-    for name in ("DIP_CLIENT_TRUST_ANCHORS", "DIP_CLIENT_INTERMEDIATES", "KEY_VAULT_URL",
-                 "SECRET_STORE", "INBOX_STORAGE", "EVENTS_STORAGE"):
-        env.pop(name, None)
-    log = state.parent / "serve.log"
-    process = subprocess.Popen([DIP_EDGE, "serve", "--port", "0", "--state-dir", str(state)],
-                               stdout=subprocess.PIPE, stderr=open(log, "wb"),  # noqa: SIM115
-                               text=True, env=env)
-    deadline, base_url = time.monotonic() + 60, None
-    while time.monotonic() < deadline and base_url is None:
-        line = process.stdout.readline()
-        if not line:
-            break
-        if "listening on " in line:
-            base_url = line.split("listening on ", 1)[1].split()[0]
-    if base_url is None:
-        process.kill()
-        pytest.fail("dip-edge serve did not start")
-    served = Served(process, base_url, state)
+    # Empty is unset: the dev CA, the local secret store and the SQLite inbox.
+    env = {**atlas_server.env(), "ATLAS_MAX_RETRIES": "0", "ATLAS_TIMEOUT_SECONDS": "5",
+           **dict.fromkeys(("DIP_CLIENT_TRUST_ANCHORS", "DIP_CLIENT_INTERMEDIATES",
+                            "KEY_VAULT_URL", "SECRET_STORE", "INBOX_STORAGE",
+                            "EVENTS_STORAGE"), "")}
+    served = start_serve(state, env)
     yield served
-    process.terminate()
-    process.wait(10)
+    stop(served)
 
 
 
@@ -420,6 +387,6 @@ def test_no_secret_reached_the_host_log(served, account):
                   data={"apiKey": account.api_key, "apiSecret": account.api_secret,
                         "pfxPassword": PFX_PASSWORD},
                   files={"pfx": account.pfx_path.read_bytes()})
-    text = (served.state_dir.parent / "serve.log").read_text()
+    text = served.stderr()
     assert "POST /api/credentials" in text  # the host's request log is in it
     assert_no_secrets(text, account.api_secret, PFX_PASSWORD, served.function_key)

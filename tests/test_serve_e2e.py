@@ -35,8 +35,16 @@ class Served:
     stderr_path: Path
 
     @property
+    def certs(self) -> Path:
+        return self.state_dir / "dev-certs"
+
+    @property
     def ca(self) -> Path:
-        return self.state_dir / "dev-certs" / "ca.pem"
+        return self.certs / "ca.pem"
+
+    @property
+    def function_key(self) -> str:
+        return (self.state_dir / "function-key").read_text().strip()
 
     def stderr(self) -> str:
         return self.stderr_path.read_text()
